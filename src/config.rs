@@ -1,0 +1,234 @@
+//! `frontdesk.toml`: every key with a default, unknown keys refused, validated
+//! once into a [`Config`] that the rest of the program trusts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors reading or validating the configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address `serve` listens on.
+    pub listen: SocketAddr,
+    /// Directory holding the database.
+    pub data_dir: PathBuf,
+    /// The intents file.
+    pub intents: PathBuf,
+    /// The knowledge-base directory.
+    pub knowledge_base: PathBuf,
+    pub engine: EngineConfig,
+    pub limits: Limits,
+    pub store: StoreConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            intents: PathBuf::from("intents.toml"),
+            knowledge_base: PathBuf::from("knowledge_base"),
+            engine: EngineConfig::default(),
+            limits: Limits::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// Thresholds of the decision. Chosen by measurement with `frontdesk eval`
+/// (see the README), not by guess.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Confidence (0..1) at or above which the best article answers outright.
+    pub answer_threshold: f32,
+    /// Confidence at or above which close candidates are offered as choices.
+    pub clarify_threshold: f32,
+    /// The best article answers outright only if it leads the runner-up by this much;
+    /// otherwise the candidates within this margin are offered.
+    pub clarify_margin: f32,
+    /// Most candidates offered in a clarify reply.
+    pub max_choices: usize,
+    /// Fallbacks in a row after which the conversation escalates (0: never).
+    pub fallbacks_before_escalation: u32,
+    /// Articles retrieved by BM25 before per-question rescoring.
+    pub candidates: usize,
+    /// Characters of article text shown in an answer, at most.
+    pub excerpt_chars: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            answer_threshold: 0.62,
+            clarify_threshold: 0.45,
+            clarify_margin: 0.08,
+            max_choices: 3,
+            fallbacks_before_escalation: 2,
+            candidates: 20,
+            excerpt_chars: 360,
+        }
+    }
+}
+
+/// Bounds on what a client may send or hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Longest visitor message text in bytes; longer gets an `error` frame.
+    pub max_message_bytes: usize,
+    /// Largest websocket message accepted at all; above it the socket closes (1009).
+    pub max_frame_bytes: usize,
+    /// Websocket read buffer per connection.
+    pub ws_read_buffer_bytes: usize,
+    /// Websocket write buffer per connection before frames are flushed.
+    pub ws_write_buffer_bytes: usize,
+    /// Frames queued to one client before it is considered too slow and closed.
+    pub outbound_queue: usize,
+    /// Concurrent websocket connections.
+    pub max_connections: usize,
+    /// Seconds without a frame from the client before the socket is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 16 * 1024,
+            max_frame_bytes: 64 * 1024,
+            ws_read_buffer_bytes: 4 * 1024,
+            ws_write_buffer_bytes: 4 * 1024,
+            outbound_queue: 64,
+            max_connections: 100_000,
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
+/// Persistence settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite `synchronous` level: "full" survives power loss, "normal" only process crashes.
+    pub synchronous: Synchronous,
+    /// Most writes committed together in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            synchronous: Synchronous::Full,
+            max_batch: 512,
+        }
+    }
+}
+
+/// How hard SQLite syncs at commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks relations between keys that types alone cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        let e = &self.engine;
+        for (name, v) in [
+            ("engine.answer_threshold", e.answer_threshold),
+            ("engine.clarify_threshold", e.clarify_threshold),
+            ("engine.clarify_margin", e.clarify_margin),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{name} must be between 0 and 1, not {v}"));
+            }
+        }
+        if e.clarify_threshold > e.answer_threshold {
+            return Err("engine.clarify_threshold must not exceed engine.answer_threshold".into());
+        }
+        if e.candidates == 0 || e.max_choices == 0 {
+            return Err("engine.candidates and engine.max_choices must be at least 1".into());
+        }
+        let l = &self.limits;
+        if l.max_message_bytes == 0 || l.max_frame_bytes < l.max_message_bytes {
+            return Err(
+                "limits.max_frame_bytes must be at least limits.max_message_bytes (> 0)".into(),
+            );
+        }
+        if l.outbound_queue == 0 || l.max_connections == 0 {
+            return Err("limits.outbound_queue and limits.max_connections must be at least 1".into());
+        }
+        if self.store.max_batch == 0 {
+            return Err("store.max_batch must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = Config::parse("", Path::new("f.toml")).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.limits.max_message_bytes, 16 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::parse("lisen = \"0.0.0.0:1\"", Path::new("f.toml")).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_thresholds_are_refused() {
+        let err = Config::parse(
+            "[engine]\nanswer_threshold = 0.3\nclarify_threshold = 0.5",
+            Path::new("f.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("clarify_threshold"), "{err}");
+    }
+}

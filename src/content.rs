@@ -1,0 +1,54 @@
+//! A content snapshot: compiled intents and the indexed knowledge base, built
+//! together and swapped in as one immutable value, so a decision never sees
+//! half of an edit.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::intents::Intents;
+use crate::kb::KnowledgeBase;
+
+/// A content file that cannot be used, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl ContentError {
+    pub fn new(file: &Path, line: Option<usize>, message: String) -> Self {
+        ContentError {
+            file: file.to_path_buf(),
+            line,
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ContentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ContentError {}
+
+/// Everything the engine answers from.
+pub struct Content {
+    pub intents: Intents,
+    pub kb: KnowledgeBase,
+}
+
+impl Content {
+    /// Loads, validates and compiles both content sources. The knowledge base
+    /// reads the synonyms declared in the intents file.
+    pub fn load(intents: &Path, kb_dir: &Path) -> Result<Content, ContentError> {
+        let intents = Intents::load(intents)?;
+        let kb = KnowledgeBase::load(kb_dir, &intents.synonyms)?;
+        Ok(Content { intents, kb })
+    }
+}

@@ -1,0 +1,604 @@
+//! Intents: `intents.toml` parsed, validated and compiled once into matchers.
+//!
+//! Patterns compile into two `RegexSet`s: patterns written in ASCII run in the
+//! byte-oriented ASCII mode (two orders of magnitude faster than Unicode mode
+//! for large sets), patterns that need Unicode (non-ASCII literals, `\p{..}`)
+//! run in a Unicode set. Keywords compile into one case-insensitive
+//! aho-corasick automaton matched on whole words. Named captures and slot
+//! patterns fill the `{slot}` placeholders of a response.
+
+mod schema;
+pub mod sensitive;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{Regex, RegexBuilder};
+
+use crate::content::ContentError;
+use crate::text::{is_whole_word, Synonyms};
+pub use sensitive::{Scan, Sensitive, SensitiveRule, REDACTED};
+
+/// What an intent does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Answer,
+    Escalate,
+}
+
+/// A compiled pattern: kept per intent to extract captures once the set says it matched.
+#[derive(Debug, Clone)]
+enum Pattern {
+    Ascii(regex::bytes::Regex),
+    Unicode(Regex),
+}
+
+impl Pattern {
+    fn source(&self) -> &str {
+        match self {
+            Pattern::Ascii(r) => r.as_str(),
+            Pattern::Unicode(r) => r.as_str(),
+        }
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            Pattern::Ascii(r) => r.is_match(text.as_bytes()),
+            Pattern::Unicode(r) => r.is_match(text),
+        }
+    }
+
+    /// Named captures of the first match, and the matched length.
+    fn captures(&self, text: &str) -> Option<(usize, Vec<(String, String)>)> {
+        match self {
+            Pattern::Ascii(r) => {
+                let caps = r.captures(text.as_bytes())?;
+                let named = r
+                    .capture_names()
+                    .flatten()
+                    .filter_map(|n| {
+                        caps.name(n)
+                            .map(|m| (n.to_string(), String::from_utf8_lossy(m.as_bytes()).into_owned()))
+                    })
+                    .collect();
+                Some((caps.get(0).map_or(0, |m| m.len()), named))
+            }
+            Pattern::Unicode(r) => {
+                let caps = r.captures(text)?;
+                let named = r
+                    .capture_names()
+                    .flatten()
+                    .filter_map(|n| caps.name(n).map(|m| (n.to_string(), m.as_str().to_string())))
+                    .collect();
+                Some((caps.get(0).map_or(0, |m| m.len()), named))
+            }
+        }
+    }
+}
+
+/// A slot of an intent: filled from a named capture or by its own pattern.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub name: String,
+    pub pattern: Option<Regex>,
+    pub prompt: Option<String>,
+}
+
+impl Slot {
+    /// The slot's value in `text`: the first capture group of its pattern, or the whole match.
+    pub fn find(&self, text: &str) -> Option<String> {
+        let caps = self.pattern.as_ref()?.captures(text)?;
+        let m = caps.get(1).or_else(|| caps.get(0))?;
+        Some(m.as_str().to_string())
+    }
+}
+
+/// A compiled intent.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    pub id: String,
+    pub priority: i32,
+    pub action: Action,
+    /// Escalation reason for `Action::Escalate` ("requested" or "intent_rule").
+    pub reason: String,
+    patterns: Vec<Pattern>,
+    pub keywords: Vec<String>,
+    pub examples: Vec<String>,
+    pub response: String,
+    pub quick_replies: Vec<String>,
+    pub slots: Vec<Slot>,
+    /// Line of the `[[intent]]` table in the file.
+    pub line: usize,
+}
+
+impl Intent {
+    /// Pattern sources, for explanations and lints.
+    pub fn pattern_sources(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().map(Pattern::source)
+    }
+
+    /// True when the intent's own rules match `text` (a tidy text).
+    pub fn matches(&self, text: &str) -> bool {
+        self.patterns.iter().any(|p| p.is_match(text)) || {
+            let lower = text.to_lowercase();
+            self.keywords.iter().any(|k| {
+                lower
+                    .match_indices(k.as_str())
+                    .any(|(i, _)| is_whole_word(&lower, i, i + k.len()))
+            })
+        }
+    }
+}
+
+/// How an intent matched.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatchedBy {
+    Pattern(String),
+    Keyword(String),
+}
+
+/// One intent that matched a text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentMatch {
+    pub intent: usize,
+    pub by: MatchedBy,
+    /// Length in bytes of the matched span: a longer match is more specific.
+    pub len: usize,
+    /// Named captures of the matching pattern.
+    pub captures: Vec<(String, String)>,
+}
+
+/// All intents of a content snapshot, with the sensitive rules and synonyms
+/// declared in the same file.
+#[derive(Debug, Clone)]
+pub struct Intents {
+    pub intents: Vec<Intent>,
+    pub sensitive: Sensitive,
+    pub synonyms: Synonyms,
+    ascii_set: regex::bytes::RegexSet,
+    ascii_owner: Vec<(usize, usize)>,
+    unicode_set: regex::RegexSet,
+    unicode_owner: Vec<(usize, usize)>,
+    keywords: Option<AhoCorasick>,
+    keyword_owner: Vec<usize>,
+}
+
+impl Intents {
+    /// No intents, no sensitive rules, no synonyms.
+    pub fn empty() -> Self {
+        Intents::compile("", Path::new("(none)")).expect("empty intents compile")
+    }
+
+    /// Reads and compiles an intents file.
+    pub fn load(path: &Path) -> Result<Intents, ContentError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ContentError::new(path, None, format!("cannot read: {e}")))?;
+        Intents::compile(&text, path)
+    }
+
+    /// Parses and compiles intents text; `path` names the file in errors.
+    pub fn compile(text: &str, path: &Path) -> Result<Intents, ContentError> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let raw: schema::RawFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(s.start));
+            ContentError::new(path, line, e.message().to_string())
+        })?;
+
+        let mut intents = Vec::with_capacity(raw.intent.len());
+        let mut seen = HashSet::new();
+        let mut ascii_src = Vec::new();
+        let mut ascii_owner = Vec::new();
+        let mut unicode_src = Vec::new();
+        let mut unicode_owner = Vec::new();
+        let mut keywords = Vec::new();
+        let mut keyword_owner = Vec::new();
+
+        for spanned in raw.intent {
+            let line = line_of(spanned.span().start);
+            let r = spanned.into_inner();
+            let err = |line: usize, msg: String| {
+                ContentError::new(path, Some(line), format!("intent {:?}: {msg}", r.id))
+            };
+            if r.id.trim().is_empty() {
+                return Err(ContentError::new(path, Some(line), "intent with an empty id".into()));
+            }
+            if !seen.insert(r.id.clone()) {
+                return Err(err(line, "duplicate intent id".into()));
+            }
+            if r.patterns.is_empty() && r.keywords.is_empty() {
+                return Err(err(line, "needs at least one pattern or keyword".into()));
+            }
+            let reason = match (r.action, r.reason.as_deref()) {
+                (schema::RawAction::Answer, Some(_)) => {
+                    return Err(err(line, "`reason` is only for action = \"escalate\"".into()))
+                }
+                (schema::RawAction::Answer, None) => String::new(),
+                (schema::RawAction::Escalate, None) => "intent_rule".to_string(),
+                (schema::RawAction::Escalate, Some(r @ ("requested" | "intent_rule"))) => {
+                    r.to_string()
+                }
+                (schema::RawAction::Escalate, Some(other)) => {
+                    return Err(err(
+                        line,
+                        format!("unknown reason {other:?} (use \"requested\" or \"intent_rule\")"),
+                    ))
+                }
+            };
+            let idx = intents.len();
+            let mut patterns = Vec::new();
+            let mut capture_names = HashSet::new();
+            for (pi, p) in r.patterns.iter().enumerate() {
+                let pline = line_of(p.span().start);
+                let src = p.get_ref();
+                let pattern = compile_pattern(src)
+                    .map_err(|e| err(pline, format!("pattern {src:?} does not compile: {e}")))?;
+                match &pattern {
+                    Pattern::Ascii(re) => {
+                        capture_names.extend(re.capture_names().flatten().map(str::to_string));
+                        ascii_src.push(src.clone());
+                        ascii_owner.push((idx, pi));
+                    }
+                    Pattern::Unicode(re) => {
+                        capture_names.extend(re.capture_names().flatten().map(str::to_string));
+                        unicode_src.push(src.clone());
+                        unicode_owner.push((idx, pi));
+                    }
+                }
+                patterns.push(pattern);
+            }
+            for k in &r.keywords {
+                let k = crate::text::normalize(k);
+                if k.is_empty() {
+                    return Err(err(line, "empty keyword".into()));
+                }
+                keywords.push(k);
+                keyword_owner.push(idx);
+            }
+            let mut slots = Vec::new();
+            for s in r.slots {
+                let sline = line_of(s.span().start);
+                let s = s.into_inner();
+                let pattern = match &s.pattern {
+                    Some(src) => Some(
+                        RegexBuilder::new(src)
+                            .case_insensitive(true)
+                            .build()
+                            .map_err(|e| {
+                                err(sline, format!("slot {:?} pattern does not compile: {e}", s.name))
+                            })?,
+                    ),
+                    None => None,
+                };
+                if pattern.is_none() && !capture_names.contains(&s.name) {
+                    return Err(err(
+                        sline,
+                        format!(
+                            "slot {:?} has no pattern and no pattern of the intent captures it",
+                            s.name
+                        ),
+                    ));
+                }
+                slots.push(Slot {
+                    name: s.name,
+                    pattern,
+                    prompt: s.prompt,
+                });
+            }
+            for placeholder in placeholders(&r.response) {
+                let known = slots.iter().any(|s| s.name == placeholder)
+                    || capture_names.contains(placeholder);
+                if !known {
+                    return Err(err(
+                        line,
+                        format!("response uses {{{placeholder}}} but no slot or capture fills it"),
+                    ));
+                }
+            }
+            keywords.dedup();
+            intents.push(Intent {
+                id: r.id,
+                priority: r.priority,
+                action: match r.action {
+                    schema::RawAction::Answer => Action::Answer,
+                    schema::RawAction::Escalate => Action::Escalate,
+                },
+                reason,
+                patterns,
+                keywords: r.keywords.iter().map(|k| crate::text::normalize(k)).collect(),
+                examples: r.examples,
+                response: r.response,
+                quick_replies: r.quick_replies,
+                slots,
+                line,
+            });
+        }
+
+        let mut rules = Vec::new();
+        let mut rule_ids = HashSet::new();
+        for spanned in raw.sensitive.rule {
+            let line = line_of(spanned.span().start);
+            let r = spanned.into_inner();
+            if !rule_ids.insert(r.id.clone()) {
+                return Err(ContentError::new(
+                    path,
+                    Some(line),
+                    format!("sensitive rule {:?}: duplicate id", r.id),
+                ));
+            }
+            if r.terms.is_empty() && r.patterns.is_empty() {
+                return Err(ContentError::new(
+                    path,
+                    Some(line),
+                    format!("sensitive rule {:?}: needs terms or patterns", r.id),
+                ));
+            }
+            let mut patterns = Vec::new();
+            for src in &r.patterns {
+                patterns.push(RegexBuilder::new(src).case_insensitive(true).build().map_err(
+                    |e| {
+                        ContentError::new(
+                            path,
+                            Some(line),
+                            format!("sensitive rule {:?}: pattern {src:?} does not compile: {e}", r.id),
+                        )
+                    },
+                )?);
+            }
+            rules.push((
+                SensitiveRule {
+                    id: r.id,
+                    patterns,
+                    luhn: r.luhn,
+                    redact: r.redact,
+                    response: r.response,
+                },
+                r.terms,
+            ));
+        }
+
+        let set_err = |e: regex::Error| ContentError::new(path, None, format!("pattern set: {e}"));
+        let ascii_set = regex::bytes::RegexSetBuilder::new(&ascii_src)
+            .unicode(false)
+            .case_insensitive(true)
+            .build()
+            .map_err(set_err)?;
+        let unicode_set = regex::RegexSetBuilder::new(&unicode_src)
+            .case_insensitive(true)
+            .build()
+            .map_err(set_err)?;
+        let keyword_automaton = (!keywords.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostLongest)
+                .ascii_case_insensitive(true)
+                .build(&keywords)
+                .expect("keywords within automaton size limits")
+        });
+        let synonyms = Synonyms::new(
+            raw.synonyms
+                .iter()
+                .map(|(canon, vars)| (canon.as_str(), vars.as_slice())),
+        );
+
+        Ok(Intents {
+            intents,
+            sensitive: Sensitive::new(rules, raw.sensitive.response),
+            synonyms,
+            ascii_set,
+            ascii_owner,
+            unicode_set,
+            unicode_owner,
+            keywords: keyword_automaton,
+            keyword_owner,
+        })
+    }
+
+    /// Looks an intent up by id.
+    pub fn get(&self, id: &str) -> Option<&Intent> {
+        self.intents.iter().find(|i| i.id == id)
+    }
+
+    /// Every intent that matches `text` (a [`crate::text::tidy`] text with synonyms
+    /// applied), best first: higher priority, then pattern over keyword, then the
+    /// longer match.
+    pub fn find(&self, text: &str) -> Vec<IntentMatch> {
+        let mut found: HashMap<usize, IntentMatch> = HashMap::new();
+        let mut consider = |m: IntentMatch| {
+            let better = match found.get(&m.intent) {
+                None => true,
+                Some(old) => rank(&m) > rank(old),
+            };
+            if better {
+                found.insert(m.intent, m);
+            }
+        };
+        let hits = self
+            .ascii_set
+            .matches(text.as_bytes())
+            .into_iter()
+            .map(|i| self.ascii_owner[i])
+            .chain(
+                self.unicode_set
+                    .matches(text)
+                    .into_iter()
+                    .map(|i| self.unicode_owner[i]),
+            );
+        for (intent, pi) in hits {
+            let pattern = &self.intents[intent].patterns[pi];
+            if let Some((len, captures)) = pattern.captures(text) {
+                consider(IntentMatch {
+                    intent,
+                    by: MatchedBy::Pattern(pattern.source().to_string()),
+                    len,
+                    captures,
+                });
+            }
+        }
+        if let Some(ac) = &self.keywords {
+            for m in ac.find_iter(text) {
+                if is_whole_word(text, m.start(), m.end()) {
+                    let intent = self.keyword_owner[m.pattern().as_usize()];
+                    consider(IntentMatch {
+                        intent,
+                        by: MatchedBy::Keyword(text[m.start()..m.end()].to_lowercase()),
+                        len: m.len(),
+                        captures: Vec::new(),
+                    });
+                }
+            }
+        }
+        let mut out: Vec<IntentMatch> = found.into_values().collect();
+        out.sort_by(|a, b| {
+            let pa = self.intents[a.intent].priority;
+            let pb = self.intents[b.intent].priority;
+            pb.cmp(&pa)
+                .then_with(|| rank(b).cmp(&rank(a)))
+                .then_with(|| a.intent.cmp(&b.intent))
+        });
+        out
+    }
+}
+
+fn rank(m: &IntentMatch) -> (bool, usize) {
+    (matches!(m.by, MatchedBy::Pattern(_)), m.len)
+}
+
+/// ASCII-only patterns compile in the fast byte-oriented ASCII mode; others, and
+/// any the ASCII mode refuses, in Unicode mode.
+fn compile_pattern(src: &str) -> Result<Pattern, regex::Error> {
+    let needs_unicode = !src.is_ascii() || src.contains("\\p") || src.contains("\\P");
+    if !needs_unicode {
+        if let Ok(re) = regex::bytes::RegexBuilder::new(src)
+            .unicode(false)
+            .case_insensitive(true)
+            .build()
+        {
+            return Ok(Pattern::Ascii(re));
+        }
+    }
+    RegexBuilder::new(src)
+        .case_insensitive(true)
+        .build()
+        .map(Pattern::Unicode)
+}
+
+/// `{name}` placeholders of a response.
+pub fn placeholders(response: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = response;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                let name = &after[..close];
+                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    out.push(name);
+                }
+                rest = &after[close + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Fills `{name}` placeholders from `values`; unknown ones are left as written.
+pub fn fill(response: &str, values: &[(String, String)]) -> String {
+    let mut out = response.to_string();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[synonyms]
+parcel = ["package"]
+
+[[intent]]
+id = "greeting"
+patterns = ['^(hi|hello)\b']
+response = "Hello!"
+
+[[intent]]
+id = "order_status"
+priority = 10
+patterns = ["where(?:'s| is) my (?:order|parcel)"]
+keywords = ["order status"]
+response = "Order {order_number}: on its way."
+
+[[intent.slots]]
+name = "order_number"
+pattern = '\bFD-?(\d{6})\b'
+prompt = "What's the order number?"
+
+[[intent]]
+id = "grüße"
+patterns = ['grüß gott']
+response = "Servus"
+
+[sensitive]
+[[sensitive.rule]]
+id = "legal"
+terms = ["lawyer"]
+"#;
+
+    fn intents() -> Intents {
+        Intents::compile(FILE, Path::new("intents.toml")).unwrap()
+    }
+
+    #[test]
+    fn patterns_keywords_and_priority() {
+        let i = intents();
+        let found = i.find("Hi, where is my order?");
+        let ids: Vec<&str> = found.iter().map(|m| i.intents[m.intent].id.as_str()).collect();
+        assert_eq!(ids, ["order_status", "greeting"]);
+        let found = i.find("what's my ORDER STATUS");
+        assert_eq!(found[0].by, MatchedBy::Keyword("order status".into()));
+        assert!(i.find("my order status-quo?").len() == 1);
+        assert!(i.find("orderstatus").is_empty());
+    }
+
+    #[test]
+    fn unicode_patterns_still_match() {
+        let i = intents();
+        let found = i.find("GRÜß GOTT");
+        assert_eq!(i.intents[found[0].intent].id, "grüße");
+    }
+
+    #[test]
+    fn slots_fill_from_their_pattern() {
+        let i = intents();
+        let slot = &i.get("order_status").unwrap().slots[0];
+        assert_eq!(slot.find("where is fd-123456?").as_deref(), Some("123456"));
+        assert_eq!(
+            fill("Order {order_number}.", &[("order_number".into(), "1".into())]),
+            "Order 1."
+        );
+    }
+
+    #[test]
+    fn bad_regex_names_the_intent_and_line() {
+        let bad = "[[intent]]\nid = \"broken\"\npatterns = ['(unclosed']\nresponse = \"x\"\n";
+        let e = Intents::compile(bad, Path::new("i.toml")).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("broken"), "{e}");
+    }
+
+    #[test]
+    fn unknown_placeholder_is_refused() {
+        let bad = "[[intent]]\nid = \"x\"\nkeywords = ['a']\nresponse = \"{nope}\"\n";
+        let e = Intents::compile(bad, Path::new("i.toml")).unwrap_err();
+        assert!(e.to_string().contains("{nope}"), "{e}");
+    }
+
+    #[test]
+    fn toml_syntax_error_has_a_line() {
+        let e = Intents::compile("\n\n[[intent]\n", Path::new("i.toml")).unwrap_err();
+        assert_eq!(e.line, Some(3));
+    }
+}

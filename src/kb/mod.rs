@@ -1,0 +1,628 @@
+//! The knowledge base: articles parsed from `knowledge_base/**/*.md`, indexed
+//! with tantivy, searched in two steps.
+//!
+//! 1. Retrieval: BM25 over title, questions, tags and body (title and questions
+//!    boosted) picks candidate articles.
+//! 2. Scoring: each candidate gets a confidence in 0..1, the IDF-weighted cosine
+//!    between the visitor's terms and the article's best-matching phrasing (its
+//!    title or one of its `questions`), blended with the cosine against all its
+//!    phrasings together. Terms the knowledge base has never seen weigh as much
+//!    as its rarest terms, so an off-topic question that shares one common word
+//!    with an article scores low. Misspelt words are corrected to a known term
+//!    one edit away before scoring.
+//!
+//! The confidence is what the engine's thresholds compare against, and every
+//! number is reported in the decision's explanation.
+
+mod article;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
+};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{doc, Index, IndexReader, ReloadPolicy, Term};
+
+pub use article::Article;
+
+use crate::content::ContentError;
+use crate::text::{self, Synonyms};
+
+/// Weight of the best single phrasing in the confidence; the rest is the
+/// similarity to all phrasings of the article together.
+const BEST_PHRASE_WEIGHT: f32 = 0.75;
+
+/// Field boosts for retrieval.
+const BOOST_TITLE: f32 = 2.0;
+const BOOST_QUESTIONS: f32 = 2.0;
+const BOOST_TAGS: f32 = 1.5;
+const BOOST_BODY: f32 = 1.0;
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    ord: Field,
+    title: Field,
+    questions: Field,
+    tags: Field,
+    body: Field,
+}
+
+/// A title or question of an article, as weighted terms.
+#[derive(Debug, Clone)]
+struct Phrase {
+    /// Sorted, unique term ids.
+    terms: Vec<u32>,
+    norm: f32,
+}
+
+/// What the scorer knows about one article.
+#[derive(Debug, Clone)]
+struct ArticleVectors {
+    phrases: Vec<Phrase>,
+    /// Term id -> share of the article's phrasings that contain it, sorted by id.
+    centroid: Vec<(u32, f32)>,
+    centroid_norm: f32,
+}
+
+/// One scored article.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Index into [`KnowledgeBase::articles`].
+    pub article: usize,
+    /// Calibrated confidence, 0..1.
+    pub confidence: f32,
+    /// Similarity to the best phrasing.
+    pub best_phrase_score: f32,
+    /// Index of the best phrasing: 0 is the title, then the questions in order.
+    pub best_phrase: usize,
+    /// Similarity to all phrasings together.
+    pub centroid_score: f32,
+    /// The BM25 score that retrieved it.
+    pub bm25: f32,
+}
+
+/// The result of a search, with what the explanation needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Search {
+    /// Best first.
+    pub hits: Vec<Hit>,
+    /// Query terms after analysis and correction.
+    pub terms: Vec<String>,
+    /// Misspellings corrected: (as typed, corrected term).
+    pub corrections: Vec<(String, String)>,
+    /// Terms the knowledge base does not know at all.
+    pub unknown: Vec<String>,
+}
+
+/// An indexed knowledge base.
+pub struct KnowledgeBase {
+    pub articles: Vec<Article>,
+    dir: PathBuf,
+    reader: IndexReader,
+    fields: Fields,
+    analyzer: TextAnalyzer,
+    vocab: HashMap<String, u32>,
+    idf: Vec<f32>,
+    /// IDF given to a term the phrasings do not contain.
+    unknown_idf: f32,
+    /// How many phrasings contain each term (for picking corrections).
+    df: Vec<u32>,
+    /// Deletion neighbourhood (one character removed, and the term itself) -> term ids.
+    deletions: HashMap<String, Vec<u32>>,
+    vectors: Vec<ArticleVectors>,
+    synonyms: Synonyms,
+}
+
+impl KnowledgeBase {
+    /// Reads every `*.md` under `dir` (recursively, in path order) and indexes it.
+    pub fn load(dir: &Path, synonyms: &Synonyms) -> Result<KnowledgeBase, ContentError> {
+        let mut files = Vec::new();
+        collect_markdown(dir, &mut files)?;
+        files.sort();
+        let mut articles = Vec::with_capacity(files.len());
+        for file in files {
+            let id = file
+                .strip_prefix(dir)
+                .unwrap_or(&file)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| ContentError::new(&file, None, format!("cannot read: {e}")))?;
+            articles.push(Article::parse(id, &text, &file)?);
+        }
+        KnowledgeBase::build(dir, articles, synonyms)
+    }
+
+    /// Indexes parsed articles.
+    pub fn build(
+        dir: &Path,
+        articles: Vec<Article>,
+        synonyms: &Synonyms,
+    ) -> Result<KnowledgeBase, ContentError> {
+        let index_err = |e: tantivy::TantivyError| ContentError::new(dir, None, format!("index: {e}"));
+        let mut schema = Schema::builder();
+        let text_opts = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(text::ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        );
+        let fields = Fields {
+            id: schema.add_text_field("id", STRING),
+            ord: schema.add_u64_field("ord", FAST),
+            title: schema.add_text_field("title", text_opts.clone()),
+            questions: schema.add_text_field("questions", text_opts.clone()),
+            tags: schema.add_text_field("tags", text_opts.clone()),
+            body: schema.add_text_field("body", text_opts),
+        };
+        let index = Index::create_in_ram(schema.build());
+        index.tokenizers().register(text::ANALYZER, text::analyzer());
+        let mut writer = index
+            .writer_with_num_threads::<tantivy::TantivyDocument>(1, 30_000_000)
+            .map_err(index_err)?;
+        for (ord, a) in articles.iter().enumerate() {
+            writer
+                .add_document(doc!(
+                    fields.id => a.id.clone(),
+                    fields.ord => ord as u64,
+                    fields.title => synonyms.apply(&text::tidy(&a.title)),
+                    fields.questions => synonyms.apply(&text::tidy(&a.questions.join("\n"))),
+                    fields.tags => a.tags.join(" "),
+                    fields.body => synonyms.apply(&text::tidy(&a.body)),
+                ))
+                .map_err(index_err)?;
+        }
+        writer.commit().map_err(index_err)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(index_err)?;
+
+        let mut analyzer = text::analyzer();
+        // Phrasings: the title and each question, as term lists.
+        let mut vocab: HashMap<String, u32> = HashMap::new();
+        let mut df: Vec<u32> = Vec::new();
+        let mut phrase_terms: Vec<Vec<Vec<u32>>> = Vec::with_capacity(articles.len());
+        let mut n_phrases = 0u32;
+        let intern = |t: String, vocab: &mut HashMap<String, u32>, df: &mut Vec<u32>| {
+            let next = vocab.len() as u32;
+            let id = *vocab.entry(t).or_insert(next);
+            if id as usize == df.len() {
+                df.push(0);
+            }
+            id
+        };
+        for a in &articles {
+            let mut phrases = Vec::with_capacity(a.questions.len() + 1);
+            let tags = a.tags.join(" ");
+            for p in std::iter::once(&a.title).chain(&a.questions) {
+                let p = synonyms.apply(&text::tidy(p));
+                let mut ids: Vec<u32> = text::terms(&mut analyzer, &p)
+                    .into_iter()
+                    .map(|t| intern(t, &mut vocab, &mut df))
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                for &id in &ids {
+                    df[id as usize] += 1;
+                }
+                n_phrases += 1;
+                phrases.push(ids);
+            }
+            // Tags and body terms join the vocabulary (so they are not "unknown"
+            // and can correct misspellings) without counting as phrasings.
+            for t in text::terms(&mut analyzer, &tags)
+                .into_iter()
+                .chain(text::terms(&mut analyzer, &synonyms.apply(&a.body)))
+            {
+                intern(t, &mut vocab, &mut df);
+            }
+            phrase_terms.push(phrases);
+        }
+        let n = n_phrases.max(1) as f32;
+        let idf: Vec<f32> = df
+            .iter()
+            .map(|&d| ((n + 1.0) / (d.max(1) as f32 + 0.5)).ln())
+            .collect();
+        let unknown_idf = ((n + 1.0) / 1.5).ln();
+        let vectors = phrase_terms
+            .into_iter()
+            .map(|phrases| {
+                let count = phrases.len().max(1) as f32;
+                let mut share: HashMap<u32, f32> = HashMap::new();
+                for p in &phrases {
+                    for &t in p {
+                        *share.entry(t).or_default() += 1.0 / count;
+                    }
+                }
+                let mut centroid: Vec<(u32, f32)> = share.into_iter().collect();
+                centroid.sort_unstable_by_key(|&(t, _)| t);
+                let centroid_norm = centroid
+                    .iter()
+                    .map(|&(t, s)| (s * idf[t as usize]).powi(2))
+                    .sum::<f32>()
+                    .sqrt();
+                let phrases = phrases
+                    .into_iter()
+                    .map(|terms| {
+                        let norm = terms
+                            .iter()
+                            .map(|&t| idf[t as usize].powi(2))
+                            .sum::<f32>()
+                            .sqrt();
+                        Phrase { terms, norm }
+                    })
+                    .collect();
+                ArticleVectors {
+                    phrases,
+                    centroid,
+                    centroid_norm,
+                }
+            })
+            .collect();
+        let mut deletions: HashMap<String, Vec<u32>> = HashMap::new();
+        for (term, &id) in &vocab {
+            if term.chars().count() < 4 || term.chars().any(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            for variant in deletion_variants(term) {
+                deletions.entry(variant).or_default().push(id);
+            }
+        }
+
+        Ok(KnowledgeBase {
+            articles,
+            dir: dir.to_path_buf(),
+            reader,
+            fields,
+            analyzer,
+            vocab,
+            idf,
+            unknown_idf,
+            df,
+            deletions,
+            vectors,
+            synonyms: synonyms.clone(),
+        })
+    }
+
+    /// The directory the articles came from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Looks an article up by id.
+    pub fn get(&self, id: &str) -> Option<usize> {
+        self.articles.iter().position(|a| a.id == id)
+    }
+
+    /// Analyses visitor text into known terms, correcting misspellings.
+    fn query_terms(&self, text: &str) -> (Vec<u32>, Search) {
+        let mut analyzer = self.analyzer.clone();
+        let text = self.synonyms.apply(&text::tidy(text));
+        let mut search = Search::default();
+        let mut ids = Vec::new();
+        for t in text::terms(&mut analyzer, &text) {
+            if let Some(&id) = self.vocab.get(&t) {
+                ids.push(id);
+                search.terms.push(t);
+            } else if let Some(id) = self.correct(&t) {
+                let fixed = self.term_name(id);
+                search.corrections.push((t, fixed.clone()));
+                search.terms.push(fixed);
+                ids.push(id);
+            } else {
+                search.unknown.push(t);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|id| seen.insert(*id));
+        let mut names = std::collections::HashSet::new();
+        search.terms.retain(|t| names.insert(t.clone()));
+        search.unknown.sort();
+        search.unknown.dedup();
+        (ids, search)
+    }
+
+    fn term_name(&self, id: u32) -> String {
+        self.vocab
+            .iter()
+            .find(|(_, &v)| v == id)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_default()
+    }
+
+    /// A known term within one edit (insertion, deletion, substitution or
+    /// transposition) of an unknown one; the most common if several.
+    fn correct(&self, term: &str) -> Option<u32> {
+        if term.chars().count() < 4 || term.chars().any(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let mut best: Option<u32> = None;
+        let mut consider = |ids: &Vec<u32>| {
+            for &id in ids {
+                if best.is_none_or(|b| self.df[id as usize] > self.df[b as usize]) {
+                    best = Some(id);
+                }
+            }
+        };
+        if let Some(ids) = self.deletions.get(term) {
+            consider(ids);
+        }
+        for variant in deletion_variants(term) {
+            if let Some(ids) = self.deletions.get(&variant) {
+                consider(ids);
+            }
+        }
+        best
+    }
+
+    /// Searches for the articles that best answer `text`, best first.
+    pub fn search(&self, text: &str, candidates: usize) -> Search {
+        let (ids, mut search) = self.query_terms(text);
+        if ids.is_empty() {
+            return search;
+        }
+        let retrieved = self.retrieve(&search.terms, candidates);
+        let known_sq: f32 = ids.iter().map(|&t| self.idf[t as usize].powi(2)).sum();
+        let unknown_sq = search.unknown.len() as f32 * self.unknown_idf.powi(2);
+        let q_norm = (known_sq + unknown_sq).sqrt();
+        let mut sorted_ids = ids.clone();
+        sorted_ids.sort_unstable();
+        let mut hits: Vec<Hit> = retrieved
+            .into_iter()
+            .map(|(article, bm25)| {
+                let v = &self.vectors[article];
+                let mut best = 0.0f32;
+                let mut best_phrase = 0;
+                for (i, p) in v.phrases.iter().enumerate() {
+                    if p.norm == 0.0 {
+                        continue;
+                    }
+                    let dot: f32 = intersect(&sorted_ids, &p.terms)
+                        .map(|t| self.idf[t as usize].powi(2))
+                        .sum();
+                    let cos = dot / (q_norm * p.norm);
+                    if cos > best {
+                        best = cos;
+                        best_phrase = i;
+                    }
+                }
+                let centroid_dot: f32 = v
+                    .centroid
+                    .iter()
+                    .filter(|(t, _)| sorted_ids.binary_search(t).is_ok())
+                    .map(|&(t, s)| s * self.idf[t as usize].powi(2))
+                    .sum();
+                let centroid_score = if v.centroid_norm > 0.0 {
+                    centroid_dot / (q_norm * v.centroid_norm)
+                } else {
+                    0.0
+                };
+                        let confidence = (BEST_PHRASE_WEIGHT * best
+                    + (1.0 - BEST_PHRASE_WEIGHT) * centroid_score)
+                    .clamp(0.0, 1.0);
+                Hit {
+                    article,
+                    confidence,
+                    best_phrase_score: best,
+                    best_phrase,
+                    centroid_score,
+                    bm25,
+                }
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.confidence
+                .total_cmp(&a.confidence)
+                .then_with(|| b.bm25.total_cmp(&a.bm25))
+        });
+        search.hits = hits;
+        search
+    }
+
+    /// BM25 retrieval: (article index, score), best first.
+    fn retrieve(&self, terms: &[String], limit: usize) -> Vec<(usize, f32)> {
+        let f = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for t in terms {
+            for (field, boost) in [
+                (f.title, BOOST_TITLE),
+                (f.questions, BOOST_QUESTIONS),
+                (f.tags, BOOST_TAGS),
+                (f.body, BOOST_BODY),
+            ] {
+                let q = TermQuery::new(Term::from_field_text(field, t), IndexRecordOption::WithFreqs);
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
+            }
+        }
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let Ok(top) = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score()) else {
+            return Vec::new();
+        };
+        top.into_iter()
+            .filter_map(|(score, addr)| {
+                let seg = searcher.segment_reader(addr.segment_ord);
+                let ord = seg.fast_fields().u64("ord").ok()?.first(addr.doc_id)?;
+                Some((ord as usize, score))
+            })
+            .collect()
+    }
+
+    /// The paragraph of an article that best matches the query terms, as plain
+    /// text of at most `max_chars` characters (cut at a sentence or word end).
+    pub fn excerpt(&self, article: usize, terms: &[String], max_chars: usize) -> String {
+        let a = &self.articles[article];
+        let mut analyzer = self.analyzer.clone();
+        let mut best = (0.0f32, 0usize);
+        for (i, p) in a.paragraphs.iter().enumerate() {
+            let pt = text::terms(&mut analyzer, p);
+            let score: f32 = terms
+                .iter()
+                .filter(|t| pt.contains(t))
+                .map(|t| self.vocab.get(t).map_or(0.0, |&id| self.idf[id as usize]))
+                .sum();
+            if score > best.0 {
+                best = (score, i);
+            }
+        }
+        let para = a.paragraphs.get(best.1).map(String::as_str).unwrap_or("");
+        truncate_at_boundary(para, max_chars)
+    }
+}
+
+/// Cuts text to at most `max` characters, preferring the end of a sentence,
+/// then of a word, and marks a cut with an ellipsis.
+pub fn truncate_at_boundary(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    if let Some(end) = cut.rfind(['.', '!', '?']) {
+        if end > max / 2 {
+            return cut[..=end].to_string();
+        }
+    }
+    let word_end = cut.rfind(char::is_whitespace).unwrap_or(cut.len());
+    format!("{}…", cut[..word_end].trim_end_matches([',', ';', ':']))
+}
+
+/// Elements present in both sorted slices.
+fn intersect<'a>(a: &'a [u32], b: &'a [u32]) -> impl Iterator<Item = u32> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        while i < a.len() && j < b.len() {
+            match a[i].cmp(&b[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    let v = a[i];
+                    i += 1;
+                    j += 1;
+                    return Some(v);
+                }
+            }
+        }
+        None
+    })
+}
+
+/// The term with each single character removed.
+fn deletion_variants(term: &str) -> Vec<String> {
+    let chars: Vec<char> = term.chars().collect();
+    (0..chars.len())
+        .map(|skip| {
+            chars
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != skip)
+                .map(|(_, c)| c)
+                .collect()
+        })
+        .collect()
+}
+
+fn collect_markdown(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ContentError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ContentError::new(dir, None, format!("cannot read directory: {e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ContentError::new(dir, None, e.to_string()))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let kind = entry
+            .file_type()
+            .map_err(|e| ContentError::new(&path, None, e.to_string()))?;
+        if kind.is_dir() {
+            collect_markdown(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "md") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn article(id: &str, title: &str, questions: &[&str], body: &str) -> Article {
+        let text = format!(
+            "---\ntitle: \"{title}\"\nquestions:\n{}\n---\n{body}\n",
+            questions
+                .iter()
+                .map(|q| format!("  - \"{q}\""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        Article::parse(id.into(), &text, Path::new(id)).unwrap()
+    }
+
+    fn kb() -> KnowledgeBase {
+        let articles = vec![
+            article(
+                "returns.md",
+                "Our return policy",
+                &["can i send something back", "how many days do i have to return an item"],
+                "You can return items within 30 days.\n\nShoes must be unworn.",
+            ),
+            article(
+                "delivery.md",
+                "How long does delivery take?",
+                &["when will my parcel arrive", "how long is shipping"],
+                "Standard delivery takes 2-4 working days.",
+            ),
+        ];
+        let vars = vec!["package".to_string()];
+        KnowledgeBase::build(Path::new("kb"), articles, &Synonyms::new([("parcel", &vars[..])]))
+            .unwrap()
+    }
+
+    #[test]
+    fn best_article_first_with_confidence() {
+        let kb = kb();
+        let s = kb.search("how long does shipping take", 10);
+        assert_eq!(kb.articles[s.hits[0].article].id, "delivery.md");
+        assert!(s.hits[0].confidence > 0.5, "{:?}", s.hits[0]);
+    }
+
+    #[test]
+    fn synonyms_and_typos_reach_the_article() {
+        let kb = kb();
+        let s = kb.search("when will my packge arive", 10);
+        assert_eq!(kb.articles[s.hits[0].article].id, "delivery.md");
+        assert!(s.corrections.iter().any(|(_, to)| to == "arriv"), "{s:?}");
+    }
+
+    #[test]
+    fn unknown_words_lower_confidence() {
+        let kb = kb();
+        let on_topic = kb.search("how many days to return an item", 10).hits[0].confidence;
+        let off_topic = kb.search("how many days until the football world cup final", 10);
+        let off = off_topic.hits.first().map_or(0.0, |h| h.confidence);
+        assert!(off < on_topic / 2.0, "{off} vs {on_topic}");
+    }
+
+    #[test]
+    fn excerpt_is_the_matching_paragraph() {
+        let kb = kb();
+        let terms = kb.search("are worn shoes ok", 10).terms;
+        assert_eq!(kb.excerpt(0, &terms, 200), "Shoes must be unworn.");
+    }
+
+    #[test]
+    fn truncation_prefers_sentence_ends() {
+        assert_eq!(truncate_at_boundary("One two. Three four five", 12), "One two.");
+        assert_eq!(truncate_at_boundary("alpha beta gamma", 12), "alpha beta…");
+    }
+}

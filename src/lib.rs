@@ -1,0 +1,15 @@
+//! frontdesk: a self-hosted support chatbot server. Visitors chat over a
+//! websocket; the engine answers from intents and a knowledge base, escalates
+//! what it should not handle, and every message is stored before it is
+//! acknowledged.
+
+pub mod config;
+pub mod content;
+pub mod engine;
+pub mod eval;
+pub mod intents;
+pub mod kb;
+pub mod text;
+pub mod protocol;
+pub mod server;
+pub mod store;

@@ -1,0 +1,201 @@
+//! The `frontdesk` command line: wires configuration, content and the server
+//! together. Everything it calls lives in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use frontdesk::config::Config;
+use frontdesk::content::Content;
+use frontdesk::engine::{self, Context};
+
+#[derive(Parser)]
+#[command(name = "frontdesk", version, about = "Self-hosted support chatbot server")]
+struct Cli {
+    /// Configuration file (default: frontdesk.toml if it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve visitors (the default).
+    Serve(ServeArgs),
+    /// Validate the content; non-zero exit on errors.
+    Check(ContentArgs),
+    /// Show the decision for one visitor message.
+    Ask {
+        /// The visitor's message.
+        text: String,
+        /// Print the rules and articles that scored, with their scores and the thresholds.
+        #[arg(long)]
+        explain: bool,
+        #[command(flatten)]
+        content: ContentArgs,
+    },
+    /// Measure answer quality on labelled phrasings (JSON lines of text and expect).
+    Eval {
+        /// The eval file.
+        file: PathBuf,
+        #[command(flatten)]
+        content: ContentArgs,
+        /// Print the summary and one JSON result per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Default)]
+struct ContentArgs {
+    /// Intents file (default: from the configuration).
+    #[arg(long)]
+    intents: Option<PathBuf>,
+    /// Knowledge-base directory (default: from the configuration).
+    #[arg(long)]
+    kb: Option<PathBuf>,
+}
+
+#[derive(Args, Default)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory (the database lives here).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    content: ContentArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None if Path::new("frontdesk.toml").exists() => Ok(Config::load(Path::new("frontdesk.toml"))?),
+        None => Ok(Config::default()),
+    }
+}
+
+fn apply_content(config: &mut Config, args: &ContentArgs) {
+    if let Some(i) = &args.intents {
+        config.intents = i.clone();
+    }
+    if let Some(k) = &args.kb {
+        config.knowledge_base = k.clone();
+    }
+}
+
+fn load_content(config: &Config) -> anyhow::Result<Content> {
+    Content::load(&config.intents, &config.knowledge_base).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = load_config(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => {
+            apply_content(&mut config, &args.content);
+            if let Some(l) = args.listen {
+                config.listen = l;
+            }
+            if let Some(d) = args.data {
+                config.data_dir = d;
+            }
+            frontdesk::server::serve_main(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            apply_content(&mut config, &args);
+            let content = load_content(&config)?;
+            println!(
+                "ok: {} intents, {} sensitive rules, {} articles",
+                content.intents.intents.len(),
+                content.intents.sensitive.rules.len(),
+                content.kb.articles.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ask {
+            text,
+            explain,
+            content,
+        } => {
+            apply_content(&mut config, &content);
+            let content = load_content(&config)?;
+            let d = engine::decide(&content, &Context::default(), &text, &config.engine);
+            println!("{}: {}", d.kind.as_str(), d.text);
+            if let Some(s) = &d.source {
+                let kind = match s.kind {
+                    engine::SourceKind::Intent => "intent",
+                    engine::SourceKind::Article => "article",
+                };
+                println!("source: {kind} {}", s.id);
+                if let Some(url) = &s.url {
+                    println!("url: {url}");
+                }
+            }
+            for q in &d.quick_replies {
+                println!("  [{}] -> {}", q.label, q.value);
+            }
+            if let Some(r) = d.escalation {
+                println!("escalation: {}", r.as_str());
+            }
+            if explain {
+                println!("\nwhy: {}", d.explanation.rule);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&d.explanation).context("explanation")?
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval {
+            file,
+            content,
+            json,
+        } => {
+            apply_content(&mut config, &content);
+            let content = load_content(&config)?;
+            let (summary, results) = frontdesk::eval::run(&file, &content, &config.engine)?;
+            if json {
+                println!("{}", serde_json::json!({ "summary": summary }));
+                for r in &results {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                println!("{summary}");
+                let wrong: Vec<_> = results.iter().filter(|r| !r.correct).collect();
+                if !wrong.is_empty() {
+                    println!("\nmisses:");
+                    for r in wrong.iter().take(40) {
+                        println!(
+                            "  {:<8} {:.2} {:?} expected {} got {}",
+                            r.kind.as_str(),
+                            r.score,
+                            r.text,
+                            r.expect,
+                            r.source.as_deref().unwrap_or(if r.choices.is_empty() { "-" } else { "choices" })
+                        );
+                    }
+                    if wrong.len() > 40 {
+                        println!("  ... and {} more (--json lists all)", wrong.len() - 40);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

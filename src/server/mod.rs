@@ -1,0 +1,213 @@
+//! The HTTP server: routes, shared state, startup and graceful shutdown.
+//!
+//! [`run`] takes an already bound listener and any shutdown future, so tests
+//! start a real server on `127.0.0.1:0` and stop it when they choose.
+
+mod visitor;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::config::Config;
+use crate::content::Content;
+use crate::store::{Store, WriterGuard};
+
+/// Shared state of a running server: a cheap-to-clone handle.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    content: ArcSwap<Content>,
+    store: Store,
+    connections: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    /// Each live websocket holds a clone; shutdown waits for all to drop.
+    alive: mpsc::Sender<()>,
+}
+
+impl App {
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The content snapshot current at this moment.
+    pub fn content(&self) -> Arc<Content> {
+        self.inner.content.load_full()
+    }
+
+    /// Swaps in a new content snapshot; decisions in flight finish on the old one.
+    pub fn set_content(&self, content: Content) {
+        self.inner.content.store(Arc::new(content));
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+}
+
+/// A server ready to run: its state and what must be awaited to stop it cleanly.
+pub struct Server {
+    app: App,
+    shutdown_tx: watch::Sender<bool>,
+    alive_rx: mpsc::Receiver<()>,
+    writer: WriterGuard,
+}
+
+impl Server {
+    /// Opens the store and assembles the state. Content is loaded by the caller
+    /// so that a bad content file stops startup with its own message.
+    pub fn new(config: Config, content: Content) -> anyhow::Result<Server> {
+        let (store, writer) = crate::store::Store::open(&config.data_dir, &config.store)
+            .map_err(|e| anyhow::anyhow!("opening the store in {}: {e}", config.data_dir.display()))?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (alive, alive_rx) = mpsc::channel(1);
+        let connections = Arc::new(Semaphore::new(config.limits.max_connections));
+        let app = App {
+            inner: Arc::new(Inner {
+                config,
+                content: ArcSwap::from_pointee(content),
+                store,
+                connections,
+                shutdown: shutdown_rx,
+                alive,
+            }),
+        };
+        Ok(Server {
+            app,
+            shutdown_tx,
+            alive_rx,
+            writer,
+        })
+    }
+
+    /// A handle to the state (for reloading content, say).
+    pub fn app(&self) -> App {
+        self.app.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, tells every
+    /// visitor to reconnect, waits for their sessions to end, and flushes the store.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Server {
+            app,
+            shutdown_tx,
+            mut alive_rx,
+            writer,
+        } = self;
+        let router = router(app.clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let notify = tokio::spawn(async move {
+            shutdown.await;
+            let _ = shutdown_tx.send(true);
+            let _ = stop_tx.send(());
+        });
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await?;
+        notify.abort();
+        // Sessions see the shutdown flag, close their sockets and drop their `alive` clones.
+        drop(app);
+        while alive_rx.recv().await.is_some() {}
+        tokio::task::spawn_blocking(move || writer.join()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The routes.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/ws", get(visitor::upgrade))
+        .with_state(app)
+}
+
+async fn index() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../web/index.html"),
+    )
+        .into_response()
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    let content = app.content();
+    if *app.inner.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    Json(serde_json::json!({
+        "status": "ok",
+        "intents": content.intents.intents.len(),
+        "articles": content.kb.articles.len(),
+    }))
+    .into_response()
+}
+
+/// Starts tracing, loads content, binds and serves until SIGINT or SIGTERM.
+pub fn serve_main(config: Config) -> anyhow::Result<()> {
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let content = Content::load(&config.intents, &config.knowledge_base)
+            .map_err(|e| anyhow::anyhow!("content not loaded: {e}"))?;
+        tracing::info!(
+            intents = content.intents.intents.len(),
+            articles = content.kb.articles.len(),
+            "content loaded"
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, data = %config.data_dir.display(), "serving");
+        let server = Server::new(config, content)?;
+        server.run(listener, shutdown_signal()).await
+    })
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("FRONTDESK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested: closing connections and flushing");
+}

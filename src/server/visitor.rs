@@ -1,0 +1,439 @@
+//! One visitor's websocket session: the only code that touches raw visitor
+//! frames. Reads frames, asks the engine, stores each turn, and acknowledges
+//! a message only after the store has committed it. A bad frame gets an
+//! `error` frame; the connection and the conversation carry on.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::App;
+use crate::engine::{self, Context, Decision, Kind};
+use crate::protocol::{self, codes, ClientFrame, FrameError, ServerFrame};
+use crate::store::{BotReply, Turn, TurnOutcome};
+
+/// Close code asking the client to reconnect later (RFC 6455: service restart).
+const CLOSE_RESTART: u16 = 1012;
+/// Close code for a client that went quiet or cannot keep up (policy violation is
+/// too strong; "going away" tells a well-behaved client to reconnect).
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// `GET /ws`: upgrades within the connection limit, with bounded buffers.
+pub(super) async fn upgrade(ws: WebSocketUpgrade, State(app): State<App>) -> Response {
+    if *app.inner.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let Ok(permit) = app.inner.connections.clone().try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    };
+    let alive = app.inner.alive.clone();
+    let limits = &app.config().limits;
+    let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ws.read_buffer_size(limits.ws_read_buffer_bytes)
+        .write_buffer_size(limits.ws_write_buffer_bytes)
+        .max_write_buffer_size(limits.ws_write_buffer_bytes + 8 * limits.max_frame_bytes)
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| {
+            let span = tracing::info_span!("visitor", conn = id);
+            async move {
+                run(socket, app).await;
+                drop(permit);
+                drop(alive);
+            }
+            .instrument(span)
+        })
+}
+
+/// The conversation a session is attached to.
+struct Conversation {
+    id: String,
+    state: String,
+    ctx: Context,
+}
+
+struct Session {
+    app: App,
+    out: mpsc::Sender<Message>,
+    conversation: Option<Conversation>,
+    /// The client stopped reading; the session ends.
+    too_slow: bool,
+}
+
+async fn run(socket: WebSocket, app: App) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut out_rx) = mpsc::channel::<Message>(app.config().limits.outbound_queue);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            let is_close = matches!(msg, Message::Close(_));
+            if sink.send(msg).await.is_err() || is_close {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let idle = Duration::from_secs(app.config().limits.idle_timeout_secs);
+    let mut shutdown = app.inner.shutdown.clone();
+    let mut session = Session {
+        app,
+        out,
+        conversation: None,
+        too_slow: false,
+    };
+    tracing::debug!("connected");
+    loop {
+        if *shutdown.borrow_and_update() {
+            session.close(CLOSE_RESTART, "server restarting; reconnect");
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => continue,
+            next = tokio::time::timeout(idle, stream.next()) => match next {
+                Err(_) => {
+                    session.close(CLOSE_GOING_AWAY, "idle");
+                    break;
+                }
+                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break,
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "websocket error");
+                    break;
+                }
+                Ok(Some(Ok(Message::Text(text)))) => session.on_text(text.as_str()).await,
+                Ok(Some(Ok(Message::Binary(bytes)))) => match std::str::from_utf8(&bytes) {
+                    Ok(text) => session.on_text(text).await,
+                    Err(_) => session.send(FrameError::new(codes::BINARY_FRAME, "frames are UTF-8 JSON text").frame()),
+                },
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+        if session.too_slow {
+            tracing::info!("client not reading; closing");
+            break;
+        }
+    }
+    drop(session);
+    let _ = writer.await;
+    tracing::debug!("disconnected");
+}
+
+impl Session {
+    fn send(&mut self, frame: ServerFrame) {
+        if self.too_slow {
+            return;
+        }
+        if self.out.try_send(Message::Text(frame.to_json().into())).is_err() {
+            self.too_slow = true;
+        }
+    }
+
+    fn close(&mut self, code: u16, reason: &'static str) {
+        let _ = self.out.try_send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })));
+    }
+
+    fn error(&mut self, code: &'static str, message: impl Into<String>) {
+        self.send(FrameError::new(code, message).frame());
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let max = self.app.config().limits.max_message_bytes;
+        let frame = match protocol::decode(text, max) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(code = e.code, "bad frame");
+                self.send(e.frame());
+                return;
+            }
+        };
+        if let ClientFrame::Hello {
+            conversation_id,
+            resume_token,
+            ..
+        } = frame
+        {
+            if self.conversation.is_some() {
+                self.error(codes::ALREADY_STARTED, "this connection already has a conversation");
+            } else {
+                self.hello(conversation_id, resume_token).await;
+            }
+            return;
+        }
+        let Some(conv) = &self.conversation else {
+            self.error(codes::NOT_STARTED, "send hello first");
+            return;
+        };
+        let closed = conv.state == "closed";
+        match frame {
+            ClientFrame::Hello { .. } => unreachable!("handled above"),
+            ClientFrame::Message { .. } | ClientFrame::Choice { .. } | ClientFrame::RequestHuman {}
+                if closed =>
+            {
+                self.error(codes::CONVERSATION_CLOSED, "this conversation is closed; start a new one with hello");
+            }
+            ClientFrame::Message { id, text } => self.message(id, text).await,
+            ClientFrame::Choice { id, value } => self.choice(id, value).await,
+            ClientFrame::Feedback { answer_id, helpful } => self.feedback(answer_id, helpful).await,
+            ClientFrame::RequestHuman {} => self.request_human().await,
+            ClientFrame::Rating { score } => {
+                let id = conv.id.clone();
+                if let Err(e) = self.app.store().store_rating(id, score).await {
+                    tracing::warn!(error = %e, "rating not stored");
+                    self.error(codes::STORE_UNAVAILABLE, "rating not stored; try again");
+                }
+            }
+            ClientFrame::Close {} => self.close_conversation().await,
+        }
+    }
+
+    async fn hello(&mut self, conversation_id: Option<String>, resume_token: Option<String>) {
+        let store = self.app.store().clone();
+        if let (Some(id), Some(token)) = (conversation_id, resume_token) {
+            match store.load_conversation(id).await {
+                Ok(Some(c)) if c.state != "closed" && same_secret(&hash_token(&token), &c.resume_hash) => {
+                    tracing::debug!(conversation = %c.id, "resumed");
+                    let state = c.state.clone();
+                    self.conversation = Some(Conversation {
+                        id: c.id.clone(),
+                        state: c.state.clone(),
+                        ctx: serde_json::from_str(&c.context).unwrap_or_default(),
+                    });
+                    self.send(ServerFrame::Welcome {
+                        conversation_id: c.id,
+                        resume_token: token,
+                        state: state.clone(),
+                        history: c.history,
+                    });
+                    if state == "queued" {
+                        self.send_queue_position().await;
+                    }
+                    return;
+                }
+                Ok(_) => tracing::debug!("resume refused; starting a new conversation"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "resume failed");
+                    self.error(codes::STORE_UNAVAILABLE, "conversation could not be loaded; try again");
+                    return;
+                }
+            }
+        }
+        let id = random_id("c_");
+        let token = random_id("");
+        match store.create_conversation(id.clone(), hash_token(&token)).await {
+            Ok(()) => {
+                tracing::debug!(conversation = %id, "new conversation");
+                self.conversation = Some(Conversation {
+                    id: id.clone(),
+                    state: "bot".into(),
+                    ctx: Context::default(),
+                });
+                self.send(ServerFrame::Welcome {
+                    conversation_id: id,
+                    resume_token: token,
+                    state: "bot".into(),
+                    history: Vec::new(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "conversation not created");
+                self.error(codes::STORE_UNAVAILABLE, "conversation could not be started; try again");
+            }
+        }
+    }
+
+    async fn message(&mut self, id: String, text: String) {
+        let conv = self.conversation.as_ref().expect("checked by caller");
+        if conv.state != "bot" {
+            // With the queue or an agent: keep the message for the person who picks it up.
+            let redacted = self.app.content().intents.sensitive.scan(&text).redacted;
+            let turn = Turn {
+                conversation_id: conv.id.clone(),
+                visitor: Some((id.clone(), redacted)),
+                reply: None,
+                state: None,
+                context: serde_json::to_string(&conv.ctx).expect("context serializes"),
+            };
+            match self.app.store().store_turn(turn).await {
+                Ok(_) => self.send(ServerFrame::Ack { id }),
+                Err(e) => self.not_stored(e),
+            }
+            return;
+        }
+        let content = self.app.content();
+        let decision = engine::decide(&content, &conv.ctx, &text, &self.app.config().engine);
+        tracing::trace!(text = %decision.redacted, "visitor message");
+        let redacted = decision.redacted.clone();
+        self.apply(Some((id, redacted)), decision).await;
+    }
+
+    async fn choice(&mut self, id: String, value: String) {
+        if value == "request_human" {
+            // Store the click as the visitor's message, then escalate.
+            let conv = self.conversation.as_ref().expect("checked by caller");
+            let decision = engine::request_human(&conv.ctx, &self.app.config().engine);
+            self.apply(Some((id, "Talk to a person".into())), decision).await;
+            return;
+        }
+        let content = self.app.content();
+        let conv = self.conversation.as_ref().expect("checked by caller");
+        if conv.state != "bot" {
+            return self.message(id, value).await;
+        }
+        let decision = engine::choose(&content, &conv.ctx, &value, &self.app.config().engine);
+        // Store what the visitor saw on the button, not the internal value.
+        let label = value
+            .strip_prefix(engine::CHOICE_ARTICLE)
+            .and_then(|a| content.kb.get(a))
+            .map(|i| content.kb.articles[i].title.clone())
+            .unwrap_or_else(|| decision.redacted.clone());
+        self.apply(Some((id, label)), decision).await;
+    }
+
+    async fn feedback(&mut self, answer_id: String, helpful: bool) {
+        let conv = self.conversation.as_ref().expect("checked by caller");
+        match self
+            .app
+            .store()
+            .store_feedback(conv.id.clone(), answer_id, helpful)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return self.error(codes::UNKNOWN_ANSWER, "no such answer in this conversation"),
+            Err(e) => return self.not_stored(e),
+        }
+        let conv = self.conversation.as_ref().expect("checked by caller");
+        if !helpful && conv.state == "bot" {
+            let decision = engine::negative_feedback(&conv.ctx, &self.app.config().engine);
+            self.apply(None, decision).await;
+        }
+    }
+
+    async fn request_human(&mut self) {
+        let conv = self.conversation.as_ref().expect("checked by caller");
+        if conv.state != "bot" {
+            return self.send_queue_position().await;
+        }
+        let decision = engine::request_human(&conv.ctx, &self.app.config().engine);
+        self.apply(None, decision).await;
+    }
+
+    async fn close_conversation(&mut self) {
+        let conv = self.conversation.as_mut().expect("checked by caller");
+        if conv.state == "closed" {
+            return;
+        }
+        match self.app.store().close_conversation(conv.id.clone()).await {
+            Ok(outcome) => {
+                conv.state = "closed".into();
+                self.send(ServerFrame::Closed { outcome });
+            }
+            Err(e) => self.not_stored(e),
+        }
+    }
+
+    async fn send_queue_position(&mut self) {
+        let conv = self.conversation.as_ref().expect("checked by caller");
+        let id = conv.id.clone();
+        if let Ok(Some(position)) = self.app.store().queue_position(id).await {
+            self.send(ServerFrame::Queue {
+                position,
+                eta_seconds: None,
+            });
+        }
+    }
+
+    /// Stores a turn and, once committed, acknowledges the visitor's message
+    /// and sends the reply.
+    async fn apply(&mut self, visitor: Option<(String, String)>, d: Decision) {
+        let conv = self.conversation.as_ref().expect("checked by caller");
+        let answer_id = random_id("a_");
+        let escalates = d.kind == Kind::Escalate;
+        let turn = Turn {
+            conversation_id: conv.id.clone(),
+            visitor: visitor.clone(),
+            reply: Some(BotReply {
+                answer_id: answer_id.clone(),
+                kind: d.kind,
+                text: d.text.clone(),
+                source: d.source.clone(),
+                quick_replies: d.quick_replies.clone(),
+                score: d.score,
+                escalation: d.escalation,
+                explanation: serde_json::to_string(&d.explanation).expect("explanation serializes"),
+            }),
+            state: escalates.then_some("queued"),
+            context: serde_json::to_string(&d.next).expect("context serializes"),
+        };
+        match self.app.store().store_turn(turn).await {
+            Ok(TurnOutcome::Stored { queue_position }) => {
+                if let Some((id, _)) = visitor {
+                    self.send(ServerFrame::Ack { id });
+                }
+                tracing::debug!(kind = d.kind.as_str(), rule = %d.explanation.rule, "reply");
+                self.send(ServerFrame::Reply {
+                    answer_id,
+                    kind: d.kind,
+                    text: d.text,
+                    source: d.source,
+                    quick_replies: d.quick_replies,
+                });
+                let conv = self.conversation.as_mut().expect("checked by caller");
+                conv.ctx = d.next;
+                if escalates {
+                    conv.state = "queued".into();
+                    tracing::info!(conversation = %conv.id, reason = d.escalation.map(|r| r.as_str()), "escalated");
+                }
+                if let Some(position) = queue_position {
+                    self.send(ServerFrame::Queue {
+                        position,
+                        eta_seconds: None,
+                    });
+                }
+            }
+            Ok(TurnOutcome::Duplicate) => {
+                if let Some((id, _)) = visitor {
+                    self.send(ServerFrame::Ack { id });
+                }
+            }
+            Err(e) => self.not_stored(e),
+        }
+    }
+
+    fn not_stored(&mut self, e: crate::store::StoreError) {
+        tracing::warn!(error = %e, "not stored");
+        self.error(codes::STORE_UNAVAILABLE, "not stored; please send it again");
+    }
+}
+
+/// A random identifier: 128 bits as hex, with a prefix.
+fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    let mut out = String::with_capacity(prefix.len() + 32);
+    out.push_str(prefix);
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Resume tokens are stored only as their SHA-256.
+fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,533 @@
+//! Persistence in SQLite (WAL). One writer thread owns the connection; callers
+//! send it jobs. Jobs that arrive together run in one transaction (group
+//! commit), each inside its own savepoint so one failing job does not undo the
+//! others, and every caller hears back only after the commit, so an `ack`
+//! always means "on disk".
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{StoreConfig, Synchronous};
+use crate::protocol::HistoryEntry;
+
+/// Errors from the store. Callers see them as "not stored": nothing is
+/// acknowledged after one.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store has shut down")]
+    Closed,
+    #[error("{0}")]
+    Schema(String),
+}
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+/// A cheap, cloneable handle to the writer.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Owns the writer thread; [`WriterGuard::join`] waits until every job sent
+/// before the last [`Store`] handle was dropped is committed.
+pub struct WriterGuard {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WriterGuard {
+    /// Blocks until the writer has flushed and stopped. Drop every `Store` first.
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) `data_dir/frontdesk.db`, migrates it, and
+    /// starts the writer thread.
+    pub fn open(data_dir: &Path, cfg: &StoreConfig) -> Result<(Store, WriterGuard), StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join("frontdesk.db");
+        let mut conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "wal")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match cfg.synchronous {
+                Synchronous::Full => "full",
+                Synchronous::Normal => "normal",
+            },
+        )?;
+        conn.pragma_update(None, "foreign_keys", "on")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&mut conn)?;
+
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let max_batch = cfg.max_batch;
+        let thread = std::thread::Builder::new()
+            .name("frontdesk-store".into())
+            .spawn(move || writer(conn, rx, max_batch))
+            .map_err(|source| StoreError::Io { path, source })?;
+        Ok((
+            Store { jobs: tx },
+            WriterGuard {
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    /// Runs `f` on the writer's connection inside the next group commit and
+    /// returns its result once the commit is durable.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit: Result<(), String>| {
+                let out = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Schema(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(out);
+            })
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Creates a conversation.
+    pub async fn create_conversation(&self, id: String, resume_hash: String) -> Result<(), StoreError> {
+        self.run(move |c| {
+            let now = now_ms();
+            c.execute(
+                "INSERT INTO conversations (id, resume_hash, state, context, created_at, updated_at)
+                 VALUES (?1, ?2, 'bot', '{}', ?3, ?3)",
+                (&id, &resume_hash, now),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Loads a conversation and its history.
+    pub async fn load_conversation(&self, id: String) -> Result<Option<StoredConversation>, StoreError> {
+        self.run(move |c| load_conversation(c, &id)).await
+    }
+
+    /// Stores one turn: the visitor's message (if any) and the bot's reply (if
+    /// any), and updates the conversation's state and engine context. A
+    /// message id already stored in this conversation is not stored again and
+    /// nothing else of the turn is applied.
+    pub async fn store_turn(&self, turn: Turn) -> Result<TurnOutcome, StoreError> {
+        self.run(move |c| store_turn(c, &turn)).await
+    }
+
+    /// Records whether an answer helped. Unknown answers are refused.
+    pub async fn store_feedback(
+        &self,
+        conversation_id: String,
+        answer_id: String,
+        helpful: bool,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            let known: Option<String> = c
+                .query_row(
+                    "SELECT answer_id FROM decisions WHERE answer_id = ?1 AND conversation_id = ?2",
+                    (&answer_id, &conversation_id),
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if known.is_none() {
+                return Ok(false);
+            }
+            c.execute(
+                "INSERT INTO feedback (answer_id, conversation_id, helpful, created_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(answer_id) DO UPDATE SET helpful = excluded.helpful, created_at = excluded.created_at",
+                (&answer_id, &conversation_id, helpful, now_ms()),
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Records the visitor's 1-5 rating of the conversation.
+    pub async fn store_rating(&self, conversation_id: String, score: u8) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE conversations SET rating = ?2, updated_at = ?3 WHERE id = ?1",
+                (&conversation_id, score, now_ms()),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The conversation's place in the queue (1 = next), if it is queued.
+    pub async fn queue_position(&self, conversation_id: String) -> Result<Option<u32>, StoreError> {
+        self.run(move |c| {
+            let pos: Option<i64> = c
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM conversations o WHERE o.state = 'queued' AND o.queued_at < c.queued_at) + 1
+                     FROM conversations c WHERE c.id = ?1 AND c.state = 'queued'",
+                    [&conversation_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(pos.map(|p| p as u32))
+        })
+        .await
+    }
+
+    /// Closes a conversation and decides its outcome from what happened in it.
+    pub async fn close_conversation(&self, conversation_id: String) -> Result<String, StoreError> {
+        self.run(move |c| {
+            let (reason, answers, fallbacks): (Option<String>, i64, i64) = c.query_row(
+                "SELECT escalation_reason,
+                        (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'answer'),
+                        (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'fallback')
+                 FROM conversations WHERE id = ?1",
+                [&conversation_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let outcome = if reason.is_some() {
+                "escalated"
+            } else if answers > 0 {
+                "deflected"
+            } else if fallbacks > 0 {
+                "unanswered"
+            } else {
+                "no_question"
+            };
+            let now = now_ms();
+            c.execute(
+                "UPDATE conversations SET state = 'closed', outcome = ?2, closed_at = ?3, updated_at = ?3
+                 WHERE id = ?1",
+                (&conversation_id, outcome, now),
+            )?;
+            c.execute(
+                "INSERT INTO messages (conversation_id, role, text, created_at) VALUES (?1, 'system', 'conversation closed', ?2)",
+                (&conversation_id, now),
+            )?;
+            Ok(outcome.to_string())
+        })
+        .await
+    }
+}
+
+/// A conversation as stored.
+#[derive(Debug, Clone)]
+pub struct StoredConversation {
+    pub id: String,
+    pub resume_hash: String,
+    pub state: String,
+    pub context: String,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// The bot's side of a turn.
+#[derive(Debug, Clone)]
+pub struct BotReply {
+    pub answer_id: String,
+    pub kind: crate::engine::Kind,
+    pub text: String,
+    pub source: Option<crate::engine::Source>,
+    pub quick_replies: Vec<crate::engine::QuickReply>,
+    pub score: f32,
+    pub escalation: Option<crate::engine::EscalationReason>,
+    /// The explanation as JSON.
+    pub explanation: String,
+}
+
+/// One turn of a conversation to store atomically.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub conversation_id: String,
+    /// The visitor's message id and (redacted) text.
+    pub visitor: Option<(String, String)>,
+    pub reply: Option<BotReply>,
+    /// New conversation state, if it changes.
+    pub state: Option<&'static str>,
+    /// The engine context after the turn, as JSON.
+    pub context: String,
+}
+
+/// What became of a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnOutcome {
+    /// Stored; `queue_position` is set when the conversation is now queued.
+    Stored { queue_position: Option<u32> },
+    /// The visitor's message id was already stored; nothing was written.
+    Duplicate,
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        let mut completions = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            completions.push(job(&conn));
+        }
+        let commit = begun
+            .and_then(|()| conn.execute_batch("COMMIT"))
+            .map_err(|e| e.to_string());
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, jobs = completions.len(), "commit failed; nothing in this batch is acknowledged");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for done in completions {
+            done(commit.clone());
+        }
+    }
+    // Every handle is gone: checkpoint so the database file stands alone.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+fn load_conversation(c: &Connection, id: &str) -> Result<Option<StoredConversation>, StoreError> {
+    let row = c
+        .query_row(
+            "SELECT id, resume_hash, state, context FROM conversations WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(StoredConversation {
+                    id: r.get(0)?,
+                    resume_hash: r.get(1)?,
+                    state: r.get(2)?,
+                    context: r.get(3)?,
+                    history: Vec::new(),
+                })
+            },
+        )
+        .optional()?;
+    let Some(mut conv) = row else {
+        return Ok(None);
+    };
+    let mut stmt = c.prepare_cached(
+        "SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, d.kind, d.source_json, d.quick_replies
+         FROM messages m LEFT JOIN decisions d ON d.answer_id = m.answer_id
+         WHERE m.conversation_id = ?1 ORDER BY m.seq",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        let kind: Option<String> = r.get(5)?;
+        let source: Option<String> = r.get(6)?;
+        let quick: Option<String> = r.get(7)?;
+        Ok(HistoryEntry {
+            role: r.get(0)?,
+            text: r.get(1)?,
+            at: r.get(2)?,
+            id: r.get(3)?,
+            answer_id: r.get(4)?,
+            kind: kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok()),
+            source: source.and_then(|s| serde_json::from_str(&s).ok()),
+            quick_replies: quick
+                .and_then(|q| serde_json::from_str(&q).ok())
+                .unwrap_or_default(),
+        })
+    })?;
+    for row in rows {
+        conv.history.push(row?);
+    }
+    Ok(Some(conv))
+}
+
+fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
+    let now = now_ms();
+    if let Some((client_id, text)) = &t.visitor {
+        let inserted = c.execute(
+            "INSERT OR IGNORE INTO messages (conversation_id, client_id, role, text, created_at)
+             VALUES (?1, ?2, 'visitor', ?3, ?4)",
+            (&t.conversation_id, client_id, text, now),
+        )?;
+        if inserted == 0 {
+            return Ok(TurnOutcome::Duplicate);
+        }
+    }
+    let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
+    if let Some(r) = &t.reply {
+        let source_json = r
+            .source
+            .as_ref()
+            .map(|s| serde_json::to_string(s).expect("source serializes"));
+        let quick = serde_json::to_string(&r.quick_replies).expect("quick replies serialize");
+        c.execute(
+            "INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, source_type, source_id,
+                                    source_json, quick_replies, score, escalation_reason, explanation, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            rusqlite::params![
+                r.answer_id,
+                t.conversation_id,
+                visitor_seq,
+                r.kind.as_str(),
+                r.source.as_ref().map(|s| match s.kind {
+                    crate::engine::SourceKind::Intent => "intent",
+                    crate::engine::SourceKind::Article => "article",
+                }),
+                r.source.as_ref().map(|s| s.id.clone()),
+                source_json,
+                quick,
+                r.score as f64,
+                r.escalation.map(|e| e.as_str()),
+                r.explanation,
+                now,
+            ],
+        )?;
+        c.execute(
+            "INSERT INTO messages (conversation_id, role, text, created_at, answer_id)
+             VALUES (?1, 'bot', ?2, ?3, ?4)",
+            (&t.conversation_id, &r.text, now, &r.answer_id),
+        )?;
+    }
+    let reason = t.reply.as_ref().and_then(|r| r.escalation).map(|e| e.as_str());
+    c.execute(
+        "UPDATE conversations SET context = ?2, updated_at = ?3,
+                state = COALESCE(?4, state),
+                escalation_reason = COALESCE(escalation_reason, ?5),
+                queued_at = CASE WHEN ?4 = 'queued' AND queued_at IS NULL THEN ?3 ELSE queued_at END
+         WHERE id = ?1",
+        (&t.conversation_id, &t.context, now, t.state, reason),
+    )?;
+    let queue_position = if t.state == Some("queued") {
+        let ahead: i64 = c.query_row(
+            "SELECT COUNT(*) FROM conversations
+             WHERE state = 'queued' AND queued_at < (SELECT queued_at FROM conversations WHERE id = ?1)",
+            [&t.conversation_id],
+            |r| r.get(0),
+        )?;
+        Some(ahead as u32 + 1)
+    } else {
+        None
+    };
+    Ok(TurnOutcome::Stored { queue_position })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Kind;
+
+    fn turn(conv: &str, id: &str, text: &str) -> Turn {
+        Turn {
+            conversation_id: conv.into(),
+            visitor: Some((id.into(), text.into())),
+            reply: Some(BotReply {
+                answer_id: format!("a-{id}"),
+                kind: Kind::Answer,
+                text: format!("re: {text}"),
+                source: None,
+                quick_replies: vec![],
+                score: 1.0,
+                escalation: None,
+                explanation: "{}".into(),
+            }),
+            state: None,
+            context: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn turns_are_stored_once_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store.create_conversation("c1".into(), "h".into()).await.unwrap();
+        let first = store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
+        assert_eq!(first, TurnOutcome::Stored { queue_position: None });
+        let again = store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
+        assert_eq!(again, TurnOutcome::Duplicate);
+        drop(store);
+        guard.join();
+
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
+        let texts: Vec<&str> = conv.history.iter().map(|h| h.text.as_str()).collect();
+        assert_eq!(texts, ["hello", "re: hello"]);
+        assert_eq!(conv.history[1].kind, Some(Kind::Answer));
+        drop(store);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_does_not_undo_its_batch_mates() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store.create_conversation("c1".into(), "h".into()).await.unwrap();
+        let bad = store.run(|c| {
+            c.execute("INSERT INTO messages (conversation_id, role, text, created_at) VALUES ('c1','visitor','x',0)", [])?;
+            c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+            Ok(())
+        });
+        let good = store.store_turn(turn("c1", "m1", "kept"));
+        let (bad, good) = tokio::join!(bad, good);
+        assert!(bad.is_err());
+        assert!(good.is_ok());
+        let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
+        assert_eq!(conv.history.len(), 2, "{:?}", conv.history);
+        drop(store);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn feedback_needs_a_known_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store.create_conversation("c1".into(), "h".into()).await.unwrap();
+        store.store_turn(turn("c1", "m1", "q")).await.unwrap();
+        assert!(store.store_feedback("c1".into(), "a-m1".into(), true).await.unwrap());
+        assert!(!store.store_feedback("c1".into(), "nope".into(), true).await.unwrap());
+        assert_eq!(store.close_conversation("c1".into()).await.unwrap(), "deflected");
+        drop(store);
+        guard.join();
+    }
+}

@@ -1,0 +1,248 @@
+//! Text normalisation shared by intents and the knowledge base: case folding,
+//! editor-declared synonyms, and the one analyzer (tokenise, fold accents, stem)
+//! that both the tantivy index and the matcher's own scoring use, so a word is
+//! the same term everywhere.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer, TokenStream,
+};
+
+/// Words too common to say anything about what a visitor wants. Question words
+/// and negations are kept on purpose: "how long" and "why not" carry meaning.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "do", "does", "did", "for",
+    "from", "had", "has", "have", "i", "i'm", "if", "in", "into", "is", "it", "its", "me", "my",
+    "of", "on", "or", "our", "so", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "us", "was", "we", "were", "will", "with", "you", "your", "im", "am",
+    "please", "hi", "hello", "hey", "thanks", "thank", "can", "could", "would", "should", "just",
+    "u", "ur", "pls", "plz", "m", "s", "t", "ll", "ve", "d", "re",
+];
+
+/// Name under which [`analyzer`] is registered with tantivy.
+pub const ANALYZER: &str = "frontdesk_en";
+
+/// The analyzer for every indexed and matched text: split on anything that is not
+/// a letter or digit, drop absurdly long tokens, lowercase, fold accents to ASCII,
+/// drop stop words and apply English stemming.
+pub fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string())))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// Terms of `text` as [`analyzer`] produces them, in order.
+pub fn terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while stream.advance() {
+        out.push(stream.token().text.clone());
+    }
+    out
+}
+
+/// Lowercased [`tidy`] form: what content files and visitor text are compared in.
+pub fn normalize(text: &str) -> String {
+    tidy(text).to_lowercase()
+}
+
+/// Straighten typographic quotes and collapse whitespace, keeping case, so
+/// captures (an order number, say) come out as the visitor typed them.
+pub fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = true;
+    for ch in text.chars() {
+        let ch = match ch {
+            '\u{2018}' | '\u{2019}' | '\u{02BC}' => '\'',
+            '\u{201C}' | '\u{201D}' => '"',
+            c if c.is_whitespace() => ' ',
+            c => c,
+        };
+        if ch == ' ' {
+            if !space {
+                out.push(' ');
+            }
+            space = true;
+        } else {
+            out.push(ch);
+            space = false;
+        }
+    }
+    if out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+/// True when the byte range `start..end` of `text` is bounded by non-word
+/// characters (or the ends of the text), so a phrase match is a whole word.
+pub fn is_whole_word(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start].chars().next_back();
+    let after = text[end..].chars().next();
+    !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+}
+
+/// Editor-declared synonyms: each variant phrase found as whole words in a
+/// text (ASCII case-insensitively) is rewritten to its canonical term.
+#[derive(Debug, Clone)]
+pub struct Synonyms {
+    automaton: Option<AhoCorasick>,
+    canonical: Vec<String>,
+}
+
+impl Synonyms {
+    /// Builds the rewriter from `(canonical, variants)` pairs.
+    pub fn new<'a>(groups: impl IntoIterator<Item = (&'a str, &'a [String])>) -> Self {
+        let mut variants = Vec::new();
+        let mut canonical = Vec::new();
+        for (canon, vars) in groups {
+            for v in vars {
+                let v = normalize(v);
+                if !v.is_empty() {
+                    variants.push(v);
+                    canonical.push(normalize(canon));
+                }
+            }
+        }
+        let automaton = (!variants.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostLongest)
+                .ascii_case_insensitive(true)
+                .build(&variants)
+                .expect("synonym automaton within size limits")
+        });
+        Synonyms {
+            automaton,
+            canonical,
+        }
+    }
+
+    /// True when no synonyms are declared.
+    pub fn is_empty(&self) -> bool {
+        self.automaton.is_none()
+    }
+
+    /// Rewrites variants in a [`tidy`] text to their canonical terms.
+    pub fn apply(&self, normalized: &str) -> String {
+        let Some(ac) = &self.automaton else {
+            return normalized.to_string();
+        };
+        let mut out = String::with_capacity(normalized.len());
+        let mut last = 0;
+        for m in ac.find_iter(normalized) {
+            if !is_whole_word(normalized, m.start(), m.end()) {
+                continue;
+            }
+            out.push_str(&normalized[last..m.start()]);
+            out.push_str(&self.canonical[m.pattern().as_usize()]);
+            last = m.end();
+        }
+        out.push_str(&normalized[last..]);
+        out
+    }
+}
+
+/// Turns a markdown fragment into plain text for chat excerpts: drops heading
+/// marks, emphasis, code fences and link targets, keeps link text and list items.
+pub fn markdown_to_plain(md: &str) -> String {
+    let mut lines = Vec::new();
+    for line in md.lines() {
+        let t = line.trim();
+        if t.starts_with("```") {
+            continue;
+        }
+        let t = t.trim_start_matches('#').trim_start();
+        let t = if let Some(rest) = t.strip_prefix("- ").or_else(|| t.strip_prefix("* ")) {
+            format!("• {rest}")
+        } else {
+            t.to_string()
+        };
+        lines.push(strip_inline_markdown(&t));
+    }
+    lines.join("\n").trim().to_string()
+}
+
+fn strip_inline_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '*' | '_' | '`' => {
+                // Emphasis and code marks vanish; a lone underscore inside a word stays.
+                let inside_word = c == '_'
+                    && i > 0
+                    && chars[i - 1].is_alphanumeric()
+                    && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+                if inside_word {
+                    out.push(c);
+                }
+                i += 1;
+            }
+            '[' => {
+                // [text](target) -> text
+                if let Some(close) = chars[i + 1..].iter().position(|&x| x == ']') {
+                    let close = i + 1 + close;
+                    if chars.get(close + 1) == Some(&'(') {
+                        if let Some(end) = chars[close + 2..].iter().position(|&x| x == ')') {
+                            out.extend(&chars[i + 1..close]);
+                            i = close + 2 + end + 1;
+                            continue;
+                        }
+                    }
+                }
+                out.push(c);
+                i += 1;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_folds_case_quotes_and_space() {
+        assert_eq!(normalize("  Where’s   MY\tOrder? "), "where's my order?");
+        assert_eq!(normalize("ÜBER Straße"), "über straße");
+        assert_eq!(tidy(" Order  FD-1 "), "Order FD-1");
+    }
+
+    #[test]
+    fn analyzer_stems_and_folds() {
+        let mut a = analyzer();
+        assert_eq!(
+            terms(&mut a, "The refunds, refunded; café!"),
+            ["refund", "refund", "cafe"]
+        );
+    }
+
+    #[test]
+    fn synonyms_rewrite_whole_words_only() {
+        let vars = vec!["package".to_string(), "money back".to_string()];
+        let s = Synonyms::new([("parcel", &vars[..1]), ("refund", &vars[1..])]);
+        assert_eq!(s.apply("where is my package"), "where is my parcel");
+        assert_eq!(s.apply("I want my Money Back now"), "I want my refund now");
+        assert_eq!(s.apply("packages"), "packages");
+    }
+
+    #[test]
+    fn markdown_becomes_plain_text() {
+        assert_eq!(
+            markdown_to_plain("## Title\n- **Free** [returns](../r.md) within *30* days\nsnake_case"),
+            "Title\n• Free returns within 30 days\nsnake_case"
+        );
+    }
+}
