@@ -196,7 +196,9 @@ impl Config {
             );
         }
         if l.outbound_queue == 0 || l.max_connections == 0 {
-            return Err("limits.outbound_queue and limits.max_connections must be at least 1".into());
+            return Err(
+                "limits.outbound_queue and limits.max_connections must be at least 1".into(),
+            );
         }
         if self.store.max_batch == 0 {
             return Err("store.max_batch must be at least 1".into());

@@ -169,8 +169,10 @@ const DEFAULT_SENSITIVE: &str =
 const DEFAULT_REQUESTED: &str = "Of course. I'm bringing in a member of our team; they will see this conversation, so you won't need to repeat anything.";
 const FALLBACK: &str = "Sorry, I don't have an answer for that. Could you put it another way? You can also ask to talk to a person.";
 const REPEATED_FALLBACK: &str = "I'm not able to answer that, so I'm bringing in a member of our team. They will see this conversation.";
-const NEGATIVE: &str = "Sorry that didn't help. Could you tell me a bit more, or would you like to talk to a person?";
-const NEGATIVE_ESCALATE: &str = "Sorry I couldn't help. I'm bringing in a member of our team; they will see this conversation.";
+const NEGATIVE: &str =
+    "Sorry that didn't help. Could you tell me a bit more, or would you like to talk to a person?";
+const NEGATIVE_ESCALATE: &str =
+    "Sorry I couldn't help. I'm bringing in a member of our team; they will see this conversation.";
 const CLARIFY_MANY: &str = "I found a few articles that might help. Which one fits best?";
 const CLARIFY_ONE: &str = "Is this what you're looking for?";
 
@@ -206,7 +208,14 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
             .clone()
             .or_else(|| intents.sensitive.response.clone())
             .unwrap_or_else(|| DEFAULT_SENSITIVE.to_string());
-        return escalate(EscalationReason::Sensitive, reply, None, redacted, expl, ctx);
+        return escalate(
+            EscalationReason::Sensitive,
+            reply,
+            None,
+            redacted,
+            expl,
+            ctx,
+        );
     }
 
     let clean = intents.synonyms.apply(&text::tidy(&redacted));
@@ -280,10 +289,10 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
         }
         let mut values = m.captures.clone();
         fill_slots(intent, &clean, &mut values);
-        let missing = intent
-            .slots
-            .iter()
-            .find(|s| !values.iter().any(|(k, _)| *k == s.name) && crate::intents::placeholders(&intent.response).contains(&s.name.as_str()));
+        let missing = intent.slots.iter().find(|s| {
+            !values.iter().any(|(k, _)| *k == s.name)
+                && crate::intents::placeholders(&intent.response).contains(&s.name.as_str())
+        });
         if let Some(slot) = missing {
             if let Some(prompt) = &slot.prompt {
                 expl.rule = format!(
@@ -352,7 +361,9 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
             return article_answer(kb, top.article, text, top.confidence, redacted, expl);
         }
         if top.confidence >= cfg.clarify_threshold {
-            let floor = cfg.clarify_threshold.max(top.confidence - 2.0 * cfg.clarify_margin);
+            let floor = cfg
+                .clarify_threshold
+                .max(top.confidence - 2.0 * cfg.clarify_margin);
             let choices: Vec<QuickReply> = search
                 .hits
                 .iter()
@@ -377,7 +388,12 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
             );
             return Decision {
                 kind: Kind::Clarify,
-                text: if choices.len() == 1 { CLARIFY_ONE } else { CLARIFY_MANY }.to_string(),
+                text: if choices.len() == 1 {
+                    CLARIFY_ONE
+                } else {
+                    CLARIFY_MANY
+                }
+                .to_string(),
                 source: None,
                 quick_replies: choices,
                 escalation: None,
@@ -670,9 +686,24 @@ redact = true
         let kb = KnowledgeBase::build(
             Path::new("kb"),
             vec![
-                a("returns/policy.md", "Return policy", "\"can i return an item\", \"how many days do i have to send something back\"", "You have 30 days to return items."),
-                a("returns/label.md", "Return label", "\"where do i get a return label\", \"print return label\"", "Download the label from your account."),
-                a("shipping/times.md", "Delivery times", "\"how long does delivery take\", \"when will my parcel arrive\"", "Delivery takes 2-4 working days."),
+                a(
+                    "returns/policy.md",
+                    "Return policy",
+                    "\"can i return an item\", \"how many days do i have to send something back\"",
+                    "You have 30 days to return items.",
+                ),
+                a(
+                    "returns/label.md",
+                    "Return label",
+                    "\"where do i get a return label\", \"print return label\"",
+                    "Download the label from your account.",
+                ),
+                a(
+                    "shipping/times.md",
+                    "Delivery times",
+                    "\"how long does delivery take\", \"when will my parcel arrive\"",
+                    "Delivery takes 2-4 working days.",
+                ),
             ],
             &intents.synonyms,
         )
@@ -691,12 +722,42 @@ redact = true
         // (text, kind, source id, escalation)
         let cases: &[(&str, Kind, Option<&str>, Option<EscalationReason>)] = &[
             ("hello!", Kind::Answer, Some("greeting"), None),
-            ("can I speak to a human please", Kind::Escalate, Some("human"), Some(EscalationReason::Requested)),
-            ("I want to make a formal complaint", Kind::Escalate, Some("complaint"), Some(EscalationReason::IntentRule)),
-            ("where is my order FD-123456", Kind::Answer, Some("order_status"), None),
-            ("where is my order", Kind::Clarify, Some("order_status"), None),
-            ("my card 4111 1111 1111 1111 was charged", Kind::Escalate, None, Some(EscalationReason::Sensitive)),
-            ("how long does delivery take", Kind::Answer, Some("shipping/times.md"), None),
+            (
+                "can I speak to a human please",
+                Kind::Escalate,
+                Some("human"),
+                Some(EscalationReason::Requested),
+            ),
+            (
+                "I want to make a formal complaint",
+                Kind::Escalate,
+                Some("complaint"),
+                Some(EscalationReason::IntentRule),
+            ),
+            (
+                "where is my order FD-123456",
+                Kind::Answer,
+                Some("order_status"),
+                None,
+            ),
+            (
+                "where is my order",
+                Kind::Clarify,
+                Some("order_status"),
+                None,
+            ),
+            (
+                "my card 4111 1111 1111 1111 was charged",
+                Kind::Escalate,
+                None,
+                Some(EscalationReason::Sensitive),
+            ),
+            (
+                "how long does delivery take",
+                Kind::Answer,
+                Some("shipping/times.md"),
+                None,
+            ),
             ("return", Kind::Clarify, None, None),
             ("what is the capital of peru", Kind::Fallback, None, None),
         ];
@@ -712,7 +773,12 @@ redact = true
     #[test]
     fn slot_is_filled_and_asked_for() {
         let c = content();
-        let d = decide(&c, &Context::default(), "where is my order FD-123456?", &cfg());
+        let d = decide(
+            &c,
+            &Context::default(),
+            "where is my order FD-123456?",
+            &cfg(),
+        );
         assert_eq!(d.text, "Order FD-123456 is on its way.");
         let ask = decide(&c, &Context::default(), "where's my order", &cfg());
         assert_eq!(ask.text, "What's your order number?");

@@ -65,7 +65,11 @@ pub struct Summary {
 }
 
 /// Reads and runs an eval file.
-pub fn run(path: &Path, content: &Content, cfg: &EngineConfig) -> anyhow::Result<(Summary, Vec<CaseResult>)> {
+pub fn run(
+    path: &Path,
+    content: &Content,
+    cfg: &EngineConfig,
+) -> anyhow::Result<(Summary, Vec<CaseResult>)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let mut cases = Vec::new();
@@ -88,7 +92,10 @@ pub fn run(path: &Path, content: &Content, cfg: &EngineConfig) -> anyhow::Result
         }
         cases.push(case);
     }
-    let results: Vec<CaseResult> = cases.into_iter().map(|c| evaluate(content, cfg, c)).collect();
+    let results: Vec<CaseResult> = cases
+        .into_iter()
+        .map(|c| evaluate(content, cfg, c))
+        .collect();
     Ok((summarize(&results), results))
 }
 
@@ -105,7 +112,11 @@ fn evaluate(content: &Content, cfg: &EngineConfig, case: Case) -> CaseResult {
     };
     let correct = if case.expect == "none" {
         matches!(d.kind, Kind::Fallback | Kind::Escalate)
-            && !matches!(d.escalation, Some(engine::EscalationReason::Requested) | Some(engine::EscalationReason::IntentRule))
+            && !matches!(
+                d.escalation,
+                Some(engine::EscalationReason::Requested)
+                    | Some(engine::EscalationReason::IntentRule)
+            )
     } else {
         source.as_deref() == Some(case.expect.as_str()) || choices.contains(&case.expect)
     };
@@ -165,12 +176,36 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pct = |x: f64| x * 100.0;
         writeln!(f, "cases            {}", self.total)?;
-        writeln!(f, "accuracy         {:.1}% ({} of {})", pct(self.accuracy), self.correct, self.total)?;
+        writeln!(
+            f,
+            "accuracy         {:.1}% ({} of {})",
+            pct(self.accuracy),
+            self.correct,
+            self.total
+        )?;
         writeln!(f, "in scope         {}", self.in_scope)?;
-        writeln!(f, "  resolved       {:.1}% (answered right {}, right article offered {})", pct(self.resolved_rate), self.answered_right, self.clarified_right)?;
-        writeln!(f, "  wrong answers  {} (answered {}, choices without it {})", self.answered_wrong + self.clarified_wrong, self.answered_wrong, self.clarified_wrong)?;
+        writeln!(
+            f,
+            "  resolved       {:.1}% (answered right {}, right article offered {})",
+            pct(self.resolved_rate),
+            self.answered_right,
+            self.clarified_right
+        )?;
+        writeln!(
+            f,
+            "  wrong answers  {} (answered {}, choices without it {})",
+            self.answered_wrong + self.clarified_wrong,
+            self.answered_wrong,
+            self.clarified_wrong
+        )?;
         writeln!(f, "  rejected       {}", self.rejected)?;
         writeln!(f, "out of scope     {}", self.out_of_scope)?;
-        write!(f, "  falsely answered {:.1}% ({} of {})", pct(self.false_answer_rate), self.falsely_answered, self.out_of_scope)
+        write!(
+            f,
+            "  falsely answered {:.1}% ({} of {})",
+            pct(self.false_answer_rate),
+            self.falsely_answered,
+            self.out_of_scope
+        )
     }
 }

@@ -9,7 +9,7 @@ pub mod engine;
 pub mod eval;
 pub mod intents;
 pub mod kb;
-pub mod text;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod text;

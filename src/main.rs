@@ -12,7 +12,11 @@ use frontdesk::content::Content;
 use frontdesk::engine::{self, Context};
 
 #[derive(Parser)]
-#[command(name = "frontdesk", version, about = "Self-hosted support chatbot server")]
+#[command(
+    name = "frontdesk",
+    version,
+    about = "Self-hosted support chatbot server"
+)]
 struct Cli {
     /// Configuration file (default: frontdesk.toml if it exists).
     #[arg(long, global = true)]
@@ -85,7 +89,9 @@ fn main() -> ExitCode {
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(p) => Ok(Config::load(p)?),
-        None if Path::new("frontdesk.toml").exists() => Ok(Config::load(Path::new("frontdesk.toml"))?),
+        None if Path::new("frontdesk.toml").exists() => {
+            Ok(Config::load(Path::new("frontdesk.toml"))?)
+        }
         None => Ok(Config::default()),
     }
 }
@@ -187,7 +193,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             r.score,
                             r.text,
                             r.expect,
-                            r.source.as_deref().unwrap_or(if r.choices.is_empty() { "-" } else { "choices" })
+                            r.source.as_deref().unwrap_or(if r.choices.is_empty() {
+                                "-"
+                            } else {
+                                "choices"
+                            })
                         );
                     }
                     if wrong.len() > 40 {

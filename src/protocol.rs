@@ -170,12 +170,25 @@ pub fn decode(text: &str, max_message_bytes: usize) -> Result<ClientFrame, Frame
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| FrameError::new(codes::BAD_JSON, format!("not valid JSON: {e}")))?;
     let Some(obj) = value.as_object() else {
-        return Err(FrameError::new(codes::INVALID_FRAME, "a frame is a JSON object"));
+        return Err(FrameError::new(
+            codes::INVALID_FRAME,
+            "a frame is a JSON object",
+        ));
     };
     let ty = match obj.get("type") {
         Some(serde_json::Value::String(t)) => t.clone(),
-        Some(_) => return Err(FrameError::new(codes::INVALID_FRAME, "`type` must be a string")),
-        None => return Err(FrameError::new(codes::INVALID_FRAME, "missing field `type`")),
+        Some(_) => {
+            return Err(FrameError::new(
+                codes::INVALID_FRAME,
+                "`type` must be a string",
+            ))
+        }
+        None => {
+            return Err(FrameError::new(
+                codes::INVALID_FRAME,
+                "missing field `type`",
+            ))
+        }
     };
     if !KNOWN_TYPES.contains(&ty.as_str()) {
         return Err(FrameError::new(
@@ -194,17 +207,26 @@ pub fn decode(text: &str, max_message_bytes: usize) -> Result<ClientFrame, Frame
                 ));
             }
             if text.trim().is_empty() {
-                return Err(FrameError::new(codes::EMPTY_MESSAGE, "message text is empty"));
+                return Err(FrameError::new(
+                    codes::EMPTY_MESSAGE,
+                    "message text is empty",
+                ));
             }
             if text.len() > max_message_bytes {
                 return Err(FrameError::new(
                     codes::MESSAGE_TOO_LONG,
-                    format!("message text is {} bytes; the limit is {max_message_bytes}", text.len()),
+                    format!(
+                        "message text is {} bytes; the limit is {max_message_bytes}",
+                        text.len()
+                    ),
                 ));
             }
         }
         ClientFrame::Rating { score } if !(1..=5).contains(score) => {
-            return Err(FrameError::new(codes::INVALID_RATING, "score must be 1 to 5"));
+            return Err(FrameError::new(
+                codes::INVALID_RATING,
+                "score must be 1 to 5",
+            ));
         }
         ClientFrame::Hello { v, .. } if *v != VERSION => {
             return Err(FrameError::new(
@@ -238,7 +260,10 @@ mod tests {
                 resume_token: None
             }
         );
-        assert_eq!(decode(r#"{"type":"close"}"#, 100).unwrap(), ClientFrame::Close {});
+        assert_eq!(
+            decode(r#"{"type":"close"}"#, 100).unwrap(),
+            ClientFrame::Close {}
+        );
     }
 
     #[test]
@@ -248,16 +273,31 @@ mod tests {
         assert_eq!(code("[1]"), codes::INVALID_FRAME);
         assert_eq!(code(r#"{"type":"dance"}"#), codes::UNKNOWN_TYPE);
         assert_eq!(code(r#"{"type":"message","id":"1"}"#), codes::INVALID_FRAME);
-        assert_eq!(code(r#"{"type":"message","id":"1","text":"  "}"#), codes::EMPTY_MESSAGE);
-        assert_eq!(code(r#"{"type":"message","id":"1","text":"12345678901"}"#), codes::MESSAGE_TOO_LONG);
-        assert_eq!(code(r#"{"type":"rating","score":9}"#), codes::INVALID_RATING);
-        assert_eq!(code(r#"{"type":"hello","v":2}"#), codes::UNSUPPORTED_VERSION);
+        assert_eq!(
+            code(r#"{"type":"message","id":"1","text":"  "}"#),
+            codes::EMPTY_MESSAGE
+        );
+        assert_eq!(
+            code(r#"{"type":"message","id":"1","text":"12345678901"}"#),
+            codes::MESSAGE_TOO_LONG
+        );
+        assert_eq!(
+            code(r#"{"type":"rating","score":9}"#),
+            codes::INVALID_RATING
+        );
+        assert_eq!(
+            code(r#"{"type":"hello","v":2}"#),
+            codes::UNSUPPORTED_VERSION
+        );
     }
 
     #[test]
     fn server_frames_match_the_wire() {
         let f = ServerFrame::Ack { id: "m1".into() };
         assert_eq!(f.to_json(), r#"{"type":"ack","id":"m1"}"#);
-        assert_eq!(ServerFrame::AgentLeft {}.to_json(), r#"{"type":"agent_left"}"#);
+        assert_eq!(
+            ServerFrame::AgentLeft {}.to_json(),
+            r#"{"type":"agent_left"}"#
+        );
     }
 }

@@ -31,7 +31,9 @@ pub fn analyzer() -> TextAnalyzer {
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
-        .filter(StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string())))
+        .filter(StopWordFilter::remove(
+            STOP_WORDS.iter().map(|w| w.to_string()),
+        ))
         .filter(Stemmer::new(Language::English))
         .build()
 }
@@ -231,7 +233,7 @@ mod tests {
 
     #[test]
     fn synonyms_rewrite_whole_words_only() {
-        let vars = vec!["package".to_string(), "money back".to_string()];
+        let vars = ["package".to_string(), "money back".to_string()];
         let s = Synonyms::new([("parcel", &vars[..1]), ("refund", &vars[1..])]);
         assert_eq!(s.apply("where is my package"), "where is my parcel");
         assert_eq!(s.apply("I want my Money Back now"), "I want my refund now");
@@ -241,7 +243,9 @@ mod tests {
     #[test]
     fn markdown_becomes_plain_text() {
         assert_eq!(
-            markdown_to_plain("## Title\n- **Free** [returns](../r.md) within *30* days\nsnake_case"),
+            markdown_to_plain(
+                "## Title\n- **Free** [returns](../r.md) within *30* days\nsnake_case"
+            ),
             "Title\n• Free returns within 30 days\nsnake_case"
         );
     }

@@ -58,8 +58,12 @@ impl Pattern {
                     .capture_names()
                     .flatten()
                     .filter_map(|n| {
-                        caps.name(n)
-                            .map(|m| (n.to_string(), String::from_utf8_lossy(m.as_bytes()).into_owned()))
+                        caps.name(n).map(|m| {
+                            (
+                                n.to_string(),
+                                String::from_utf8_lossy(m.as_bytes()).into_owned(),
+                            )
+                        })
                     })
                     .collect();
                 Some((caps.get(0).map_or(0, |m| m.len()), named))
@@ -69,7 +73,10 @@ impl Pattern {
                 let named = r
                     .capture_names()
                     .flatten()
-                    .filter_map(|n| caps.name(n).map(|m| (n.to_string(), m.as_str().to_string())))
+                    .filter_map(|n| {
+                        caps.name(n)
+                            .map(|m| (n.to_string(), m.as_str().to_string()))
+                    })
                     .collect();
                 Some((caps.get(0).map_or(0, |m| m.len()), named))
             }
@@ -201,7 +208,11 @@ impl Intents {
                 ContentError::new(path, Some(line), format!("intent {:?}: {msg}", r.id))
             };
             if r.id.trim().is_empty() {
-                return Err(ContentError::new(path, Some(line), "intent with an empty id".into()));
+                return Err(ContentError::new(
+                    path,
+                    Some(line),
+                    "intent with an empty id".into(),
+                ));
             }
             if !seen.insert(r.id.clone()) {
                 return Err(err(line, "duplicate intent id".into()));
@@ -211,7 +222,10 @@ impl Intents {
             }
             let reason = match (r.action, r.reason.as_deref()) {
                 (schema::RawAction::Answer, Some(_)) => {
-                    return Err(err(line, "`reason` is only for action = \"escalate\"".into()))
+                    return Err(err(
+                        line,
+                        "`reason` is only for action = \"escalate\"".into(),
+                    ))
                 }
                 (schema::RawAction::Answer, None) => String::new(),
                 (schema::RawAction::Escalate, None) => "intent_rule".to_string(),
@@ -265,7 +279,10 @@ impl Intents {
                             .case_insensitive(true)
                             .build()
                             .map_err(|e| {
-                                err(sline, format!("slot {:?} pattern does not compile: {e}", s.name))
+                                err(
+                                    sline,
+                                    format!("slot {:?} pattern does not compile: {e}", s.name),
+                                )
                             })?,
                     ),
                     None => None,
@@ -305,7 +322,11 @@ impl Intents {
                 },
                 reason,
                 patterns,
-                keywords: r.keywords.iter().map(|k| crate::text::normalize(k)).collect(),
+                keywords: r
+                    .keywords
+                    .iter()
+                    .map(|k| crate::text::normalize(k))
+                    .collect(),
                 examples: r.examples,
                 response: r.response,
                 quick_replies: r.quick_replies,
@@ -335,15 +356,21 @@ impl Intents {
             }
             let mut patterns = Vec::new();
             for src in &r.patterns {
-                patterns.push(RegexBuilder::new(src).case_insensitive(true).build().map_err(
-                    |e| {
-                        ContentError::new(
-                            path,
-                            Some(line),
-                            format!("sensitive rule {:?}: pattern {src:?} does not compile: {e}", r.id),
-                        )
-                    },
-                )?);
+                patterns.push(
+                    RegexBuilder::new(src)
+                        .case_insensitive(true)
+                        .build()
+                        .map_err(|e| {
+                            ContentError::new(
+                                path,
+                                Some(line),
+                                format!(
+                                    "sensitive rule {:?}: pattern {src:?} does not compile: {e}",
+                                    r.id
+                                ),
+                            )
+                        })?,
+                );
             }
             rules.push((
                 SensitiveRule {
@@ -555,7 +582,10 @@ terms = ["lawyer"]
     fn patterns_keywords_and_priority() {
         let i = intents();
         let found = i.find("Hi, where is my order?");
-        let ids: Vec<&str> = found.iter().map(|m| i.intents[m.intent].id.as_str()).collect();
+        let ids: Vec<&str> = found
+            .iter()
+            .map(|m| i.intents[m.intent].id.as_str())
+            .collect();
         assert_eq!(ids, ["order_status", "greeting"]);
         let found = i.find("what's my ORDER STATUS");
         assert_eq!(found[0].by, MatchedBy::Keyword("order status".into()));
@@ -576,7 +606,10 @@ terms = ["lawyer"]
         let slot = &i.get("order_status").unwrap().slots[0];
         assert_eq!(slot.find("where is fd-123456?").as_deref(), Some("123456"));
         assert_eq!(
-            fill("Order {order_number}.", &[("order_number".into(), "1".into())]),
+            fill(
+                "Order {order_number}.",
+                &[("order_number".into(), "1".into())]
+            ),
             "Order 1."
         );
     }

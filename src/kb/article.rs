@@ -64,7 +64,10 @@ impl Article {
             yaml.push_str(line);
         }
         if !closed {
-            return Err(err(Some(1), "front matter is not closed by a `---` line".into()));
+            return Err(err(
+                Some(1),
+                "front matter is not closed by a `---` line".into(),
+            ));
         }
         let fm: FrontMatter = serde_norway::from_str(&yaml).map_err(|e| {
             // The YAML starts on the file's second line.
@@ -136,7 +139,10 @@ mod tests {
         let a = Article::parse("returns.md".into(), text, Path::new("kb/returns.md")).unwrap();
         assert_eq!(a.title, "Returns");
         assert_eq!(a.questions, ["can i return it"]);
-        assert_eq!(a.paragraphs, ["You have 30 days.", "Label: Print the label."]);
+        assert_eq!(
+            a.paragraphs,
+            ["You have 30 days.", "Label: Print the label."]
+        );
         assert_eq!(a.body_line, 8);
     }
 

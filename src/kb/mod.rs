@@ -146,7 +146,8 @@ impl KnowledgeBase {
         articles: Vec<Article>,
         synonyms: &Synonyms,
     ) -> Result<KnowledgeBase, ContentError> {
-        let index_err = |e: tantivy::TantivyError| ContentError::new(dir, None, format!("index: {e}"));
+        let index_err =
+            |e: tantivy::TantivyError| ContentError::new(dir, None, format!("index: {e}"));
         let mut schema = Schema::builder();
         let text_opts = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
@@ -162,7 +163,9 @@ impl KnowledgeBase {
             body: schema.add_text_field("body", text_opts),
         };
         let index = Index::create_in_ram(schema.build());
-        index.tokenizers().register(text::ANALYZER, text::analyzer());
+        index
+            .tokenizers()
+            .register(text::ANALYZER, text::analyzer());
         let mut writer = index
             .writer_with_num_threads::<tantivy::TantivyDocument>(1, 30_000_000)
             .map_err(index_err)?;
@@ -406,7 +409,7 @@ impl KnowledgeBase {
                 } else {
                     0.0
                 };
-                        let confidence = (BEST_PHRASE_WEIGHT * best
+                let confidence = (BEST_PHRASE_WEIGHT * best
                     + (1.0 - BEST_PHRASE_WEIGHT) * centroid_score)
                     .clamp(0.0, 1.0);
                 Hit {
@@ -439,7 +442,10 @@ impl KnowledgeBase {
                 (f.tags, BOOST_TAGS),
                 (f.body, BOOST_BODY),
             ] {
-                let q = TermQuery::new(Term::from_field_text(field, t), IndexRecordOption::WithFreqs);
+                let q = TermQuery::new(
+                    Term::from_field_text(field, t),
+                    IndexRecordOption::WithFreqs,
+                );
                 clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), boost))));
             }
         }
@@ -573,7 +579,10 @@ mod tests {
             article(
                 "returns.md",
                 "Our return policy",
-                &["can i send something back", "how many days do i have to return an item"],
+                &[
+                    "can i send something back",
+                    "how many days do i have to return an item",
+                ],
                 "You can return items within 30 days.\n\nShoes must be unworn.",
             ),
             article(
@@ -583,9 +592,13 @@ mod tests {
                 "Standard delivery takes 2-4 working days.",
             ),
         ];
-        let vars = vec!["package".to_string()];
-        KnowledgeBase::build(Path::new("kb"), articles, &Synonyms::new([("parcel", &vars[..])]))
-            .unwrap()
+        let vars = ["package".to_string()];
+        KnowledgeBase::build(
+            Path::new("kb"),
+            articles,
+            &Synonyms::new([("parcel", &vars[..])]),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -622,7 +635,10 @@ mod tests {
 
     #[test]
     fn truncation_prefers_sentence_ends() {
-        assert_eq!(truncate_at_boundary("One two. Three four five", 12), "One two.");
+        assert_eq!(
+            truncate_at_boundary("One two. Three four five", 12),
+            "One two."
+        );
         assert_eq!(truncate_at_boundary("alpha beta gamma", 12), "alpha beta…");
     }
 }

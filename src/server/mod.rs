@@ -69,8 +69,10 @@ impl Server {
     /// Opens the store and assembles the state. Content is loaded by the caller
     /// so that a bad content file stops startup with its own message.
     pub fn new(config: Config, content: Content) -> anyhow::Result<Server> {
-        let (store, writer) = crate::store::Store::open(&config.data_dir, &config.store)
-            .map_err(|e| anyhow::anyhow!("opening the store in {}: {e}", config.data_dir.display()))?;
+        let (store, writer) =
+            crate::store::Store::open(&config.data_dir, &config.store).map_err(|e| {
+                anyhow::anyhow!("opening the store in {}: {e}", config.data_dir.display())
+            })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (alive, alive_rx) = mpsc::channel(1);
         let connections = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -99,7 +101,11 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops accepting, tells every
     /// visitor to reconnect, waits for their sessions to end, and flushes the store.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Server {
             app,
             shutdown_tx,
@@ -186,8 +192,15 @@ pub fn serve_main(config: Config) -> anyhow::Result<()> {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FRONTDESK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let filter =
+        EnvFilter::try_from_env("FRONTDESK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn shutdown_signal() {

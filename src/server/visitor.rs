@@ -130,7 +130,11 @@ impl Session {
         if self.too_slow {
             return;
         }
-        if self.out.try_send(Message::Text(frame.to_json().into())).is_err() {
+        if self
+            .out
+            .try_send(Message::Text(frame.to_json().into()))
+            .is_err()
+        {
             self.too_slow = true;
         }
     }
@@ -163,7 +167,10 @@ impl Session {
         } = frame
         {
             if self.conversation.is_some() {
-                self.error(codes::ALREADY_STARTED, "this connection already has a conversation");
+                self.error(
+                    codes::ALREADY_STARTED,
+                    "this connection already has a conversation",
+                );
             } else {
                 self.hello(conversation_id, resume_token).await;
             }
@@ -176,10 +183,15 @@ impl Session {
         let closed = conv.state == "closed";
         match frame {
             ClientFrame::Hello { .. } => unreachable!("handled above"),
-            ClientFrame::Message { .. } | ClientFrame::Choice { .. } | ClientFrame::RequestHuman {}
+            ClientFrame::Message { .. }
+            | ClientFrame::Choice { .. }
+            | ClientFrame::RequestHuman {}
                 if closed =>
             {
-                self.error(codes::CONVERSATION_CLOSED, "this conversation is closed; start a new one with hello");
+                self.error(
+                    codes::CONVERSATION_CLOSED,
+                    "this conversation is closed; start a new one with hello",
+                );
             }
             ClientFrame::Message { id, text } => self.message(id, text).await,
             ClientFrame::Choice { id, value } => self.choice(id, value).await,
@@ -200,7 +212,9 @@ impl Session {
         let store = self.app.store().clone();
         if let (Some(id), Some(token)) = (conversation_id, resume_token) {
             match store.load_conversation(id).await {
-                Ok(Some(c)) if c.state != "closed" && same_secret(&hash_token(&token), &c.resume_hash) => {
+                Ok(Some(c))
+                    if c.state != "closed" && same_secret(&hash_token(&token), &c.resume_hash) =>
+                {
                     tracing::debug!(conversation = %c.id, "resumed");
                     let state = c.state.clone();
                     self.conversation = Some(Conversation {
@@ -222,14 +236,20 @@ impl Session {
                 Ok(_) => tracing::debug!("resume refused; starting a new conversation"),
                 Err(e) => {
                     tracing::warn!(error = %e, "resume failed");
-                    self.error(codes::STORE_UNAVAILABLE, "conversation could not be loaded; try again");
+                    self.error(
+                        codes::STORE_UNAVAILABLE,
+                        "conversation could not be loaded; try again",
+                    );
                     return;
                 }
             }
         }
         let id = random_id("c_");
         let token = random_id("");
-        match store.create_conversation(id.clone(), hash_token(&token)).await {
+        match store
+            .create_conversation(id.clone(), hash_token(&token))
+            .await
+        {
             Ok(()) => {
                 tracing::debug!(conversation = %id, "new conversation");
                 self.conversation = Some(Conversation {
@@ -246,7 +266,10 @@ impl Session {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "conversation not created");
-                self.error(codes::STORE_UNAVAILABLE, "conversation could not be started; try again");
+                self.error(
+                    codes::STORE_UNAVAILABLE,
+                    "conversation could not be started; try again",
+                );
             }
         }
     }
@@ -281,7 +304,8 @@ impl Session {
             // Store the click as the visitor's message, then escalate.
             let conv = self.conversation.as_ref().expect("checked by caller");
             let decision = engine::request_human(&conv.ctx, &self.app.config().engine);
-            self.apply(Some((id, "Talk to a person".into())), decision).await;
+            self.apply(Some((id, "Talk to a person".into())), decision)
+                .await;
             return;
         }
         let content = self.app.content();
@@ -308,7 +332,9 @@ impl Session {
             .await
         {
             Ok(true) => {}
-            Ok(false) => return self.error(codes::UNKNOWN_ANSWER, "no such answer in this conversation"),
+            Ok(false) => {
+                return self.error(codes::UNKNOWN_ANSWER, "no such answer in this conversation")
+            }
             Err(e) => return self.not_stored(e),
         }
         let conv = self.conversation.as_ref().expect("checked by caller");
@@ -435,5 +461,9 @@ fn hash_token(token: &str) -> String {
 
 /// Compares two secrets in time independent of where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }

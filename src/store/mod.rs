@@ -124,7 +124,11 @@ impl Store {
     }
 
     /// Creates a conversation.
-    pub async fn create_conversation(&self, id: String, resume_hash: String) -> Result<(), StoreError> {
+    pub async fn create_conversation(
+        &self,
+        id: String,
+        resume_hash: String,
+    ) -> Result<(), StoreError> {
         self.run(move |c| {
             let now = now_ms();
             c.execute(
@@ -138,7 +142,10 @@ impl Store {
     }
 
     /// Loads a conversation and its history.
-    pub async fn load_conversation(&self, id: String) -> Result<Option<StoredConversation>, StoreError> {
+    pub async fn load_conversation(
+        &self,
+        id: String,
+    ) -> Result<Option<StoredConversation>, StoreError> {
         self.run(move |c| load_conversation(c, &id)).await
     }
 
@@ -430,7 +437,11 @@ fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
             (&t.conversation_id, &r.text, now, &r.answer_id),
         )?;
     }
-    let reason = t.reply.as_ref().and_then(|r| r.escalation).map(|e| e.as_str());
+    let reason = t
+        .reply
+        .as_ref()
+        .and_then(|r| r.escalation)
+        .map(|e| e.as_str());
     c.execute(
         "UPDATE conversations SET context = ?2, updated_at = ?3,
                 state = COALESCE(?4, state),
@@ -481,9 +492,17 @@ mod tests {
     async fn turns_are_stored_once_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store.create_conversation("c1".into(), "h".into()).await.unwrap();
+        store
+            .create_conversation("c1".into(), "h".into())
+            .await
+            .unwrap();
         let first = store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
-        assert_eq!(first, TurnOutcome::Stored { queue_position: None });
+        assert_eq!(
+            first,
+            TurnOutcome::Stored {
+                queue_position: None
+            }
+        );
         let again = store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
         assert_eq!(again, TurnOutcome::Duplicate);
         drop(store);
@@ -502,7 +521,10 @@ mod tests {
     async fn a_failing_job_does_not_undo_its_batch_mates() {
         let dir = tempfile::tempdir().unwrap();
         let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store.create_conversation("c1".into(), "h".into()).await.unwrap();
+        store
+            .create_conversation("c1".into(), "h".into())
+            .await
+            .unwrap();
         let bad = store.run(|c| {
             c.execute("INSERT INTO messages (conversation_id, role, text, created_at) VALUES ('c1','visitor','x',0)", [])?;
             c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
@@ -522,11 +544,23 @@ mod tests {
     async fn feedback_needs_a_known_answer() {
         let dir = tempfile::tempdir().unwrap();
         let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store.create_conversation("c1".into(), "h".into()).await.unwrap();
+        store
+            .create_conversation("c1".into(), "h".into())
+            .await
+            .unwrap();
         store.store_turn(turn("c1", "m1", "q")).await.unwrap();
-        assert!(store.store_feedback("c1".into(), "a-m1".into(), true).await.unwrap());
-        assert!(!store.store_feedback("c1".into(), "nope".into(), true).await.unwrap());
-        assert_eq!(store.close_conversation("c1".into()).await.unwrap(), "deflected");
+        assert!(store
+            .store_feedback("c1".into(), "a-m1".into(), true)
+            .await
+            .unwrap());
+        assert!(!store
+            .store_feedback("c1".into(), "nope".into(), true)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.close_conversation("c1".into()).await.unwrap(),
+            "deflected"
+        );
         drop(store);
         guard.join();
     }

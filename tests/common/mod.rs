@@ -1,0 +1,198 @@
+//! Shared helpers: a real server on 127.0.0.1:0 (in this process or as the
+//! built binary) and a tokio-tungstenite visitor client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use frontdesk::config::Config;
+use frontdesk::content::Content;
+use frontdesk::server::Server;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Configuration for the fixture content with a fresh data directory.
+pub fn config(data: &Path) -> Config {
+    Config {
+        data_dir: data.to_path_buf(),
+        intents: fixtures().join("intents.toml"),
+        knowledge_base: fixtures().join("kb"),
+        ..Config::default()
+    }
+}
+
+/// A server running in this process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        let content =
+            Content::load(&config.intents, &config.knowledge_base).expect("fixture content loads");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Server::new(config, content).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Triggers shutdown and waits until the server has drained and flushed.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("server drains within 10 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A visitor's websocket client.
+pub struct Visitor {
+    pub ws: Ws,
+}
+
+impl Visitor {
+    pub async fn connect(url: &str) -> Visitor {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Visitor { ws }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.unwrap();
+    }
+
+    /// The next JSON frame from the server (5 s at most).
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), self.ws.next())
+                .await
+                .expect("a frame within 5 s")
+                .expect("connection open")
+                .expect("valid websocket message");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+                Message::Close(c) => panic!("connection closed: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame, which must have the given type.
+    pub async fn expect(&mut self, ty: &str) -> Value {
+        let f = self.recv().await;
+        assert_eq!(f["type"], ty, "expected a {ty} frame, got {f}");
+        f
+    }
+
+    /// Starts a new conversation; returns the welcome frame.
+    pub async fn hello(&mut self) -> Value {
+        self.send(json!({"type": "hello", "v": 1})).await;
+        self.expect("welcome").await
+    }
+
+    /// Resumes a conversation; returns the welcome frame.
+    pub async fn resume(&mut self, welcome: &Value) -> Value {
+        self.send(json!({
+            "type": "hello", "v": 1,
+            "conversation_id": welcome["conversation_id"],
+            "resume_token": welcome["resume_token"],
+        }))
+        .await;
+        self.expect("welcome").await
+    }
+
+    /// Sends a message and returns the reply after checking its ack.
+    pub async fn ask(&mut self, id: &str, text: &str) -> Value {
+        self.send(json!({"type": "message", "id": id, "text": text}))
+            .await;
+        let ack = self.expect("ack").await;
+        assert_eq!(ack["id"], id);
+        self.expect("reply").await
+    }
+}
+
+/// The built `frontdesk` binary running as its own process.
+pub struct Process {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Process {
+    /// Starts `frontdesk serve` on a free port with the fixture content.
+    pub fn start(data: &Path) -> Process {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .arg("--intents")
+            .arg(fixtures().join("intents.toml"))
+            .arg("--kb")
+            .arg(fixtures().join("kb"))
+            .env("FRONTDESK_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("frontdesk binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server logs its address before exiting")
+                .unwrap();
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Process { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}

@@ -1,0 +1,356 @@
+//! The visitor websocket against a real server on 127.0.0.1:0.
+
+mod common;
+
+use common::{config, Process, TestServer, Visitor};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn intent_answer_fills_the_order_number_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    let welcome = v.hello().await;
+    assert_eq!(welcome["state"], "bot");
+    assert!(welcome["history"].as_array().unwrap().is_empty());
+
+    let reply = v.ask("m1", "Where is my order FD-123456?").await;
+    assert_eq!(reply["kind"], "answer");
+    assert_eq!(reply["source"]["type"], "intent");
+    assert_eq!(reply["source"]["id"], "order_status");
+    assert_eq!(reply["text"], "Order FD-123456 is on its way.");
+    assert_eq!(
+        reply["quick_replies"][0]["label"],
+        "Change delivery address"
+    );
+
+    // Without the number the bot asks for it, and the next message fills it.
+    let ask = v.ask("m2", "where's my order").await;
+    assert_eq!(ask["kind"], "clarify");
+    assert_eq!(
+        ask["text"],
+        "What's your order number? It looks like FD-123456."
+    );
+    let filled = v.ask("m3", "it is FD-654321").await;
+    assert_eq!(filled["text"], "Order FD-654321 is on its way.");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn article_answer_has_excerpt_title_and_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    let reply = v.ask("m1", "How long does delivery take?").await;
+    assert_eq!(reply["kind"], "answer");
+    assert_eq!(reply["source"]["type"], "article");
+    assert_eq!(reply["source"]["id"], "shipping/times.md");
+    assert_eq!(reply["source"]["title"], "How long does delivery take?");
+    assert_eq!(
+        reply["source"]["url"],
+        "https://shop.example/help/shipping/times"
+    );
+    assert_eq!(reply["text"], "Standard delivery takes 2-4 working days.");
+
+    // Feedback on a real answer is accepted silently; on an unknown one, an error.
+    v.send(json!({"type": "feedback", "answer_id": reply["answer_id"], "helpful": true}))
+        .await;
+    v.send(json!({"type": "feedback", "answer_id": "a_nope", "helpful": true}))
+        .await;
+    let err = v.expect("error").await;
+    assert_eq!(err["code"], "unknown_answer");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn close_call_offers_choices_and_a_choice_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // Nothing is confident enough to answer outright, so candidates are offered.
+    cfg.engine.answer_threshold = 0.99;
+    cfg.engine.clarify_threshold = 0.05;
+    cfg.engine.clarify_margin = 0.5;
+    let server = TestServer::start(cfg).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    let reply = v.ask("m1", "return label policy").await;
+    assert_eq!(reply["kind"], "clarify", "{reply}");
+    let values: Vec<&str> = reply["quick_replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["value"].as_str().unwrap())
+        .collect();
+    assert!(values.contains(&"article:returns/label.md"), "{values:?}");
+    assert!(values.contains(&"article:returns/policy.md"), "{values:?}");
+
+    v.send(json!({"type": "choice", "id": "m2", "value": "article:returns/label.md"}))
+        .await;
+    assert_eq!(v.expect("ack").await["id"], "m2");
+    let answer = v.expect("reply").await;
+    assert_eq!(answer["kind"], "answer");
+    assert_eq!(answer["source"]["id"], "returns/label.md");
+    assert_eq!(
+        answer["text"],
+        "Download the return label from the Orders page of your account."
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn card_number_escalates_and_never_reaches_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    let reply = v
+        .ask("m1", "my card 4111 1111 1111 1111 was charged twice")
+        .await;
+    assert_eq!(reply["kind"], "escalate");
+    assert_eq!(
+        reply["text"],
+        "A member of our team will help you with this."
+    );
+    let queue = v.expect("queue").await;
+    assert_eq!(queue["position"], 1);
+    // Later messages are kept for the agent, redacted too.
+    v.send(json!({"type": "message", "id": "m2", "text": "it was 4111-1111-1111-1111"}))
+        .await;
+    assert_eq!(v.expect("ack").await["id"], "m2");
+    drop(v);
+    server.stop().await;
+
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let haystack = String::from_utf8_lossy(&bytes);
+    assert!(
+        haystack.contains("[redacted]"),
+        "the redacted message is stored"
+    );
+    for needle in [
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "4111111111111111",
+    ] {
+        assert!(
+            !haystack.contains(needle),
+            "{needle} found in the database files"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fallbacks_escalate_after_the_configured_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    let first = v.ask("m1", "what is the capital of peru").await;
+    assert_eq!(first["kind"], "fallback");
+    assert_eq!(first["quick_replies"][0]["value"], "request_human");
+    let second = v.ask("m2", "who won the football yesterday").await;
+    assert_eq!(second["kind"], "escalate");
+    assert_eq!(v.expect("queue").await["position"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resume_after_reconnect_brings_the_history_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    let welcome = v.hello().await;
+    v.ask("m1", "how long does delivery take").await;
+    drop(v);
+
+    let mut again = Visitor::connect(&server.url()).await;
+    let resumed = again.resume(&welcome).await;
+    assert_eq!(resumed["conversation_id"], welcome["conversation_id"]);
+    let history = resumed["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0]["role"], "visitor");
+    assert_eq!(history[0]["id"], "m1");
+    assert_eq!(history[1]["role"], "bot");
+    assert_eq!(history[1]["source"]["id"], "shipping/times.md");
+
+    // A wrong token does not open someone else's conversation.
+    let mut intruder = Visitor::connect(&server.url()).await;
+    intruder
+        .send(json!({"type": "hello", "conversation_id": welcome["conversation_id"], "resume_token": "guess"}))
+        .await;
+    let other = intruder.expect("welcome").await;
+    assert_ne!(other["conversation_id"], welcome["conversation_id"]);
+    assert!(other["history"].as_array().unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_resent_message_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    let welcome = v.hello().await;
+    v.ask("m1", "how long does delivery take").await;
+    // The client did not see the ack and sends the same id again.
+    v.send(json!({"type": "message", "id": "m1", "text": "how long does delivery take"}))
+        .await;
+    assert_eq!(v.expect("ack").await["id"], "m1");
+    // The next frame answers the next message, not the duplicate.
+    let next = v.ask("m2", "hello").await;
+    assert_eq!(next["source"]["id"], "greeting");
+    drop(v);
+
+    let mut again = Visitor::connect(&server.url()).await;
+    let resumed = again.resume(&welcome).await;
+    let visitor_msgs: Vec<_> = resumed["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["role"] == "visitor")
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(visitor_msgs, ["m1", "m2"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_errors_and_the_conversation_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+
+    v.send(json!({"type": "message", "id": "m0", "text": "hi"}))
+        .await;
+    assert_eq!(v.expect("error").await["code"], "not_started");
+    v.hello().await;
+
+    let cases: Vec<(Message, &str)> = vec![
+        (Message::Text("{not json".into()), "bad_json"),
+        (Message::Text(r#"{"type":"dance"}"#.into()), "unknown_type"),
+        (
+            Message::Text(r#"{"type":"message","id":"x"}"#.into()),
+            "invalid_frame",
+        ),
+        (
+            Message::Text(r#"{"type":"message","id":"x","text":"   "}"#.into()),
+            "empty_message",
+        ),
+        (
+            Message::Text(
+                json!({"type":"message","id":"x","text":"a".repeat(17 * 1024)})
+                    .to_string()
+                    .into(),
+            ),
+            "message_too_long",
+        ),
+        (
+            Message::Binary(vec![0xff, 0xfe, 0x00].into()),
+            "binary_frame",
+        ),
+        (
+            Message::Text(r#"{"type":"rating","score":7}"#.into()),
+            "invalid_rating",
+        ),
+        (
+            Message::Text(r#"{"type":"hello"}"#.into()),
+            "already_started",
+        ),
+    ];
+    for (msg, code) in cases {
+        v.send_raw(msg).await;
+        let err = v.expect("error").await;
+        assert_eq!(err["code"], code, "{err}");
+        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let reply = v.ask("m1", "how long does delivery take").await;
+    assert_eq!(reply["kind"], "answer");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn close_reports_the_outcome_and_ends_the_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    v.ask("m1", "how long does delivery take").await;
+    v.send(json!({"type": "close"})).await;
+    assert_eq!(v.expect("closed").await["outcome"], "deflected");
+    v.send(json!({"type": "rating", "score": 5})).await;
+    v.send(json!({"type": "message", "id": "m2", "text": "one more thing"}))
+        .await;
+    assert_eq!(v.expect("error").await["code"], "conversation_closed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn request_human_queues_the_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut first = Visitor::connect(&server.url()).await;
+    first.hello().await;
+    let reply = first.ask("m1", "can I talk to a human please").await;
+    assert_eq!(reply["kind"], "escalate");
+    assert_eq!(reply["source"]["id"], "human_request");
+    assert_eq!(first.expect("queue").await["position"], 1);
+
+    let mut second = Visitor::connect(&server.url()).await;
+    second.hello().await;
+    second.send(json!({"type": "request_human"})).await;
+    assert_eq!(second.expect("reply").await["kind"], "escalate");
+    assert_eq!(second.expect("queue").await["position"], 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_visitors_to_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    let stopping = tokio::spawn(server.stop());
+    use futures_util::StreamExt;
+    let close = loop {
+        match v.ws.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.expect("close frame has a code").code), 1012);
+    stopping.await.unwrap();
+}
+
+#[test]
+fn an_acknowledged_message_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = Process::start(dir.path());
+    let welcome = rt.block_on(async {
+        let mut v = Visitor::connect(&server.url()).await;
+        let welcome = v.hello().await;
+        v.send(json!({"type": "message", "id": "m1", "text": "how long does delivery take"}))
+            .await;
+        assert_eq!(v.expect("ack").await["id"], "m1");
+        welcome
+    });
+    server.kill();
+
+    let server = Process::start(dir.path());
+    rt.block_on(async {
+        let mut v = Visitor::connect(&server.url()).await;
+        let resumed = v.resume(&welcome).await;
+        assert_eq!(resumed["conversation_id"], welcome["conversation_id"]);
+        let history = resumed["history"].as_array().unwrap();
+        assert_eq!(history[0]["id"], "m1");
+        assert_eq!(history[0]["text"], "how long does delivery take");
+    });
+    server.kill();
+}
