@@ -1,11 +1,17 @@
 //! Intents: `intents.toml` parsed, validated and compiled once into matchers.
 //!
-//! Patterns compile into two `RegexSet`s: patterns written in ASCII run in the
-//! byte-oriented ASCII mode (two orders of magnitude faster than Unicode mode
-//! for large sets), patterns that need Unicode (non-ASCII literals, `\p{..}`)
-//! run in a Unicode set. Keywords compile into one case-insensitive
-//! aho-corasick automaton matched on whole words. Named captures and slot
-//! patterns fill the `{slot}` placeholders of a response.
+//! Patterns are matched in two stages, chosen by measurement (see the README):
+//! one `RegexSet` over a thousand patterns falls back to a slow NFA because
+//! its lazy DFA thrashes, while most patterns begin with one of a few literal
+//! strings. So every pattern whose matches must start with one of a finite set
+//! of literals is indexed by those literals in one aho-corasick automaton, and
+//! only the patterns whose literals occur in the text are run. Patterns
+//! without such literals (`.*refund`, say) go into one `RegexSet` that runs on
+//! every message. Patterns written in ASCII run in the byte-oriented ASCII
+//! mode; patterns that need Unicode (non-ASCII literals, `\p{..}`) run in
+//! Unicode mode, so non-English text keeps working. Keywords compile into one
+//! case-insensitive aho-corasick automaton matched on whole words. Named
+//! captures and slot patterns fill the `{slot}` placeholders of a response.
 
 mod schema;
 pub mod sensitive;
@@ -163,10 +169,14 @@ pub struct Intents {
     pub intents: Vec<Intent>,
     pub sensitive: Sensitive,
     pub synonyms: Synonyms,
-    ascii_set: regex::bytes::RegexSet,
-    ascii_owner: Vec<(usize, usize)>,
-    unicode_set: regex::RegexSet,
-    unicode_owner: Vec<(usize, usize)>,
+    /// (intent, pattern) of every pattern, by global pattern index.
+    pattern_owner: Vec<(usize, usize)>,
+    /// Literal prefixes -> the global patterns they stand for.
+    prefixes: Option<AhoCorasick>,
+    prefix_patterns: Vec<Vec<usize>>,
+    /// Patterns without a literal prefix set, checked on every message.
+    unfiltered: regex::RegexSet,
+    unfiltered_patterns: Vec<usize>,
     keywords: Option<AhoCorasick>,
     keyword_owner: Vec<usize>,
 }
@@ -194,10 +204,12 @@ impl Intents {
 
         let mut intents = Vec::with_capacity(raw.intent.len());
         let mut seen = HashSet::new();
-        let mut ascii_src = Vec::new();
-        let mut ascii_owner = Vec::new();
-        let mut unicode_src = Vec::new();
-        let mut unicode_owner = Vec::new();
+        let mut pattern_owner = Vec::new();
+        let mut prefix_index: HashMap<String, usize> = HashMap::new();
+        let mut prefix_literals: Vec<String> = Vec::new();
+        let mut prefix_patterns: Vec<Vec<usize>> = Vec::new();
+        let mut unfiltered_src = Vec::new();
+        let mut unfiltered_patterns = Vec::new();
         let mut keywords = Vec::new();
         let mut keyword_owner = Vec::new();
 
@@ -249,14 +261,28 @@ impl Intents {
                     .map_err(|e| err(pline, format!("pattern {src:?} does not compile: {e}")))?;
                 match &pattern {
                     Pattern::Ascii(re) => {
-                        capture_names.extend(re.capture_names().flatten().map(str::to_string));
-                        ascii_src.push(src.clone());
-                        ascii_owner.push((idx, pi));
+                        capture_names.extend(re.capture_names().flatten().map(str::to_string))
                     }
                     Pattern::Unicode(re) => {
-                        capture_names.extend(re.capture_names().flatten().map(str::to_string));
-                        unicode_src.push(src.clone());
-                        unicode_owner.push((idx, pi));
+                        capture_names.extend(re.capture_names().flatten().map(str::to_string))
+                    }
+                }
+                let global = pattern_owner.len();
+                pattern_owner.push((idx, pi));
+                match literal_prefixes(src) {
+                    Some(literals) => {
+                        for lit in literals {
+                            let slot = *prefix_index.entry(lit.clone()).or_insert_with(|| {
+                                prefix_literals.push(lit);
+                                prefix_patterns.push(Vec::new());
+                                prefix_literals.len() - 1
+                            });
+                            prefix_patterns[slot].push(global);
+                        }
+                    }
+                    None => {
+                        unfiltered_src.push(src.clone());
+                        unfiltered_patterns.push(global);
                     }
                 }
                 patterns.push(pattern);
@@ -384,16 +410,16 @@ impl Intents {
             ));
         }
 
-        let set_err = |e: regex::Error| ContentError::new(path, None, format!("pattern set: {e}"));
-        let ascii_set = regex::bytes::RegexSetBuilder::new(&ascii_src)
-            .unicode(false)
+        let unfiltered = regex::RegexSetBuilder::new(&unfiltered_src)
             .case_insensitive(true)
             .build()
-            .map_err(set_err)?;
-        let unicode_set = regex::RegexSetBuilder::new(&unicode_src)
-            .case_insensitive(true)
-            .build()
-            .map_err(set_err)?;
+            .map_err(|e| ContentError::new(path, None, format!("pattern set: {e}")))?;
+        let prefixes = (!prefix_literals.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .build(&prefix_literals)
+                .expect("pattern prefixes within automaton size limits")
+        });
         let keyword_automaton = (!keywords.is_empty()).then(|| {
             AhoCorasickBuilder::new()
                 .match_kind(MatchKind::LeftmostLongest)
@@ -411,10 +437,11 @@ impl Intents {
             intents,
             sensitive: Sensitive::new(rules, raw.sensitive.response),
             synonyms,
-            ascii_set,
-            ascii_owner,
-            unicode_set,
-            unicode_owner,
+            pattern_owner,
+            prefixes,
+            prefix_patterns,
+            unfiltered,
+            unfiltered_patterns,
             keywords: keyword_automaton,
             keyword_owner,
         })
@@ -439,18 +466,21 @@ impl Intents {
                 found.insert(m.intent, m);
             }
         };
-        let hits = self
-            .ascii_set
-            .matches(text.as_bytes())
+        let mut candidates: Vec<usize> = self
+            .unfiltered
+            .matches(text)
             .into_iter()
-            .map(|i| self.ascii_owner[i])
-            .chain(
-                self.unicode_set
-                    .matches(text)
-                    .into_iter()
-                    .map(|i| self.unicode_owner[i]),
-            );
-        for (intent, pi) in hits {
+            .map(|i| self.unfiltered_patterns[i])
+            .collect();
+        if let Some(ac) = &self.prefixes {
+            for m in ac.find_overlapping_iter(text) {
+                candidates.extend_from_slice(&self.prefix_patterns[m.pattern().as_usize()]);
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for global in candidates {
+            let (intent, pi) = self.pattern_owner[global];
             let pattern = &self.intents[intent].patterns[pi];
             if let Some((len, captures)) = pattern.captures(text) {
                 consider(IntentMatch {
@@ -488,6 +518,31 @@ impl Intents {
 
 fn rank(m: &IntentMatch) -> (bool, usize) {
     (matches!(m.by, MatchedBy::Pattern(_)), m.len)
+}
+
+/// The literals every match of `src` must start with, lowercased, if there is
+/// a small finite set of them that the ASCII case-insensitive prefilter can
+/// find; `None` when the pattern must be checked on every message.
+fn literal_prefixes(src: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new().build().parse(src).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.len() > 64 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(literals.len());
+    for lit in literals {
+        let text = std::str::from_utf8(lit.as_bytes()).ok()?;
+        // Case-insensitive matching of non-ASCII letters is beyond the prefilter.
+        if text.is_empty() || !text.is_ascii() {
+            return None;
+        }
+        out.push(text.to_ascii_lowercase());
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
 }
 
 /// ASCII-only patterns compile in the fast byte-oriented ASCII mode; others, and
@@ -591,6 +646,45 @@ terms = ["lawyer"]
         assert_eq!(found[0].by, MatchedBy::Keyword("order status".into()));
         assert!(i.find("my order status-quo?").len() == 1);
         assert!(i.find("orderstatus").is_empty());
+    }
+
+    #[test]
+    fn prefixes_are_found_for_literal_patterns_only() {
+        assert_eq!(
+            literal_prefixes(r"\bwhere(?:'s| is) my (?:order|parcel)"),
+            Some(vec![
+                "where is my order".to_string(),
+                "where is my parcel".to_string(),
+                "where's my order".to_string(),
+                "where's my parcel".to_string(),
+            ])
+        );
+        assert_eq!(literal_prefixes("^Hi"), Some(vec!["hi".to_string()]));
+        assert_eq!(literal_prefixes(".*refund"), None);
+        assert_eq!(literal_prefixes(r"\w+ please"), None);
+        assert_eq!(literal_prefixes("grüß gott"), None);
+    }
+
+    #[test]
+    fn unfiltered_and_prefiltered_patterns_both_match() {
+        let i = Intents::compile(
+            "[[intent]]\nid = \"a\"\npatterns = ['.*refund']\nresponse = \"r\"\n\
+             [[intent]]\nid = \"b\"\npatterns = ['TRACK(?:ing)? (?:number|code)']\nresponse = \"t\"\n",
+            Path::new("i.toml"),
+        )
+        .unwrap();
+        let ids = |t: &str| -> Vec<String> {
+            let mut ids: Vec<String> = i
+                .find(t)
+                .iter()
+                .map(|m| i.intents[m.intent].id.clone())
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids("my Refund please"), ["a"]);
+        assert_eq!(ids("what's my tracking code, and my refund"), ["a", "b"]);
+        assert!(ids("tracks").is_empty());
     }
 
     #[test]
