@@ -76,9 +76,9 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            answer_threshold: 0.62,
-            clarify_threshold: 0.45,
-            clarify_margin: 0.08,
+            answer_threshold: 0.8,
+            clarify_threshold: 0.4,
+            clarify_margin: 0.15,
             max_choices: 3,
             fallbacks_before_escalation: 2,
             candidates: 20,

@@ -3,8 +3,10 @@
 //! what it should not handle, and every message is stored before it is
 //! acknowledged.
 
+pub mod check;
 pub mod config;
 pub mod content;
+pub mod convtest;
 pub mod engine;
 pub mod eval;
 pub mod intents;

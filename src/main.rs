@@ -29,8 +29,21 @@ struct Cli {
 enum Command {
     /// Serve visitors (the default).
     Serve(ServeArgs),
-    /// Validate the content; non-zero exit on errors.
-    Check(ContentArgs),
+    /// Validate and lint the content; non-zero exit on errors (and with --strict, on warnings).
+    Check {
+        #[command(flatten)]
+        content: ContentArgs,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Run conversation tests (TOML) against the engine; default: tests/conversations/.
+    Test {
+        /// Test files or directories.
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        content: ContentArgs,
+    },
     /// Show the decision for one visitor message.
     Ask {
         /// The visitor's message.
@@ -79,6 +92,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // Output piped into `head` and the like: stop quietly.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -123,16 +143,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             frontdesk::server::serve_main(config)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check(args) => {
-            apply_content(&mut config, &args);
-            let content = load_content(&config)?;
+        Command::Check { content, strict } => {
+            apply_content(&mut config, &content);
+            let content = match Content::load(&config.intents, &config.knowledge_base) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let warnings = frontdesk::check::lint(&content, &config.intents);
+            for w in &warnings {
+                println!("{w}");
+            }
             println!(
-                "ok: {} intents, {} sensitive rules, {} articles",
+                "{}: {} intents, {} sensitive rules, {} articles, {} warning(s)",
+                if warnings.is_empty() { "ok" } else { "loaded" },
                 content.intents.intents.len(),
                 content.intents.sensitive.rules.len(),
-                content.kb.articles.len()
+                content.kb.articles.len(),
+                warnings.len()
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(if strict && !warnings.is_empty() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Test { files, content } => {
+            apply_content(&mut config, &content);
+            let content = load_content(&config)?;
+            let roots = if files.is_empty() {
+                vec![PathBuf::from("tests/conversations")]
+            } else {
+                files
+            };
+            let mut all = Vec::new();
+            for root in &roots {
+                all.extend(frontdesk::convtest::discover(root)?);
+            }
+            if all.is_empty() {
+                anyhow::bail!("no conversation test files found");
+            }
+            let report = frontdesk::convtest::run(&all, &content, &config.engine)?;
+            println!("{}", report.render());
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Ask {
             text,
@@ -176,18 +235,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             apply_content(&mut config, &content);
             let content = load_content(&config)?;
             let (summary, results) = frontdesk::eval::run(&file, &content, &config.engine)?;
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
             if json {
-                println!("{}", serde_json::json!({ "summary": summary }));
+                writeln!(out, "{}", serde_json::json!({ "summary": summary }))?;
                 for r in &results {
-                    println!("{}", serde_json::to_string(r)?);
+                    writeln!(out, "{}", serde_json::to_string(r)?)?;
                 }
             } else {
-                println!("{summary}");
+                writeln!(out, "{summary}")?;
                 let wrong: Vec<_> = results.iter().filter(|r| !r.correct).collect();
                 if !wrong.is_empty() {
-                    println!("\nmisses:");
+                    writeln!(out, "\nmisses:")?;
                     for r in wrong.iter().take(40) {
-                        println!(
+                        writeln!(
+                            out,
                             "  {:<8} {:.2} {:?} expected {} got {}",
                             r.kind.as_str(),
                             r.score,
@@ -198,7 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             } else {
                                 "choices"
                             })
-                        );
+                        )?;
                     }
                     if wrong.len() > 40 {
                         println!("  ... and {} more (--json lists all)", wrong.len() - 40);

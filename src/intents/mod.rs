@@ -116,6 +116,8 @@ pub struct Intent {
     /// Escalation reason for `Action::Escalate` ("requested" or "intent_rule").
     pub reason: String,
     patterns: Vec<Pattern>,
+    /// Line of each pattern in the file.
+    pub pattern_lines: Vec<usize>,
     pub keywords: Vec<String>,
     pub examples: Vec<String>,
     pub response: String,
@@ -129,6 +131,11 @@ impl Intent {
     /// Pattern sources, for explanations and lints.
     pub fn pattern_sources(&self) -> impl Iterator<Item = &str> {
         self.patterns.iter().map(Pattern::source)
+    }
+
+    /// True when pattern number `index` matches `text`.
+    pub fn pattern_matches(&self, index: usize, text: &str) -> bool {
+        self.patterns.get(index).is_some_and(|p| p.is_match(text))
     }
 
     /// True when the intent's own rules match `text` (a tidy text).
@@ -253,6 +260,7 @@ impl Intents {
             };
             let idx = intents.len();
             let mut patterns = Vec::new();
+            let mut pattern_lines = Vec::new();
             let mut capture_names = HashSet::new();
             for (pi, p) in r.patterns.iter().enumerate() {
                 let pline = line_of(p.span().start);
@@ -286,6 +294,7 @@ impl Intents {
                     }
                 }
                 patterns.push(pattern);
+                pattern_lines.push(pline);
             }
             for k in &r.keywords {
                 let k = crate::text::normalize(k);
@@ -348,6 +357,7 @@ impl Intents {
                 },
                 reason,
                 patterns,
+                pattern_lines,
                 keywords: r
                     .keywords
                     .iter()
