@@ -114,7 +114,7 @@ fn lint_intents(content: &Content, path: &Path, out: &mut Vec<Warning>) {
 fn lint_articles(content: &Content, out: &mut Vec<Warning>) {
     let kb = &content.kb;
     let mut titles: HashMap<String, &str> = HashMap::new();
-    for a in &kb.articles {
+    for a in kb.documents() {
         let file = kb.dir().join(&a.id);
         if a.body.trim().is_empty() {
             out.push(Warning {

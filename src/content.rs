@@ -45,10 +45,28 @@ pub struct Content {
 
 impl Content {
     /// Loads, validates and compiles both content sources. The knowledge base
-    /// reads the synonyms declared in the intents file.
+    /// reads the synonyms declared in the intents file, and indexes each
+    /// intent's examples beside the articles so that a message close to an
+    /// example reaches the intent even when none of its patterns match.
     pub fn load(intents: &Path, kb_dir: &Path) -> Result<Content, ContentError> {
         let intents = Intents::load(intents)?;
-        let kb = KnowledgeBase::load(kb_dir, &intents.synonyms)?;
+        let articles = KnowledgeBase::read_articles(kb_dir)?;
+        Content::build(intents, articles, kb_dir)
+    }
+
+    /// Builds a snapshot from compiled intents and parsed articles.
+    pub fn build(
+        intents: Intents,
+        mut articles: Vec<crate::kb::Article>,
+        kb_dir: &Path,
+    ) -> Result<Content, ContentError> {
+        articles.extend(
+            intents
+                .intents
+                .iter()
+                .filter_map(|i| crate::kb::Article::from_intent_examples(&i.id, &i.examples)),
+        );
+        let kb = KnowledgeBase::build(kb_dir, articles, &intents.synonyms)?;
         Ok(Content { intents, kb })
     }
 }

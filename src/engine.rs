@@ -276,50 +276,16 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
     // 3. Intents.
     if let Some(m) = matches.first() {
         let intent = &intents.intents[m.intent];
-        if intent.action == Action::Escalate {
-            expl.rule = format!("intent {:?} escalates", intent.id);
-            return escalate(
-                EscalationReason::IntentRule,
-                intent.response.clone(),
-                Some(intent_source(&intent.id)),
-                redacted,
-                expl,
-                ctx,
-            );
-        }
-        let mut values = m.captures.clone();
-        fill_slots(intent, &clean, &mut values);
-        let missing = intent.slots.iter().find(|s| {
-            !values.iter().any(|(k, _)| *k == s.name)
-                && crate::intents::placeholders(&intent.response).contains(&s.name.as_str())
-        });
-        if let Some(slot) = missing {
-            if let Some(prompt) = &slot.prompt {
-                expl.rule = format!(
-                    "intent {:?} matched; asking for slot {:?}",
-                    intent.id, slot.name
-                );
-                return Decision {
-                    kind: Kind::Clarify,
-                    text: prompt.clone(),
-                    source: Some(intent_source(&intent.id)),
-                    quick_replies: Vec::new(),
-                    escalation: None,
-                    score: 1.0,
-                    redacted,
-                    explanation: expl,
-                    next: Context {
-                        fallbacks_in_a_row: 0,
-                        pending_slot: Some(PendingSlot {
-                            intent: intent.id.clone(),
-                            slot: slot.name.clone(),
-                        }),
-                    },
-                };
-            }
-        }
-        expl.rule = format!("intent {:?} matched by {}", intent.id, describe(&m.by));
-        return intent_answer(intent, &values, redacted, expl);
+        let rule = format!("intent {:?} matched by {}", intent.id, describe(&m.by));
+        return respond_with_intent(
+            intent,
+            m.captures.clone(),
+            &clean,
+            redacted,
+            expl,
+            rule,
+            ctx,
+        );
     }
 
     // 4. The knowledge base.
@@ -337,11 +303,7 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
             ArticleScore {
                 id: a.id.clone(),
                 confidence: round3(h.confidence),
-                best_phrase: if h.best_phrase == 0 {
-                    a.title.clone()
-                } else {
-                    a.questions[h.best_phrase - 1].clone()
-                },
+                best_phrase: a.phrase(h.best_phrase).to_string(),
                 best_phrase_score: round3(h.best_phrase_score),
                 centroid_score: round3(h.centroid_score),
                 bm25: round3(h.bm25),
@@ -351,7 +313,24 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
     if let Some(top) = search.hits.first() {
         let runner_up = search.hits.get(1).map_or(0.0, |h| h.confidence);
         let lead = top.confidence - runner_up;
-        if top.confidence >= cfg.answer_threshold && lead >= cfg.clarify_margin {
+        let confident = top.confidence >= cfg.answer_threshold && lead >= cfg.clarify_margin;
+        let top_intent = kb.articles[top.article]
+            .intent_id()
+            .and_then(|id| intents.get(id));
+        if let (true, Some(intent)) = (confident, top_intent) {
+            let a = &kb.articles[top.article];
+            let rule = format!(
+                "intent {:?}: close to its example {:?}, confidence {:.3} >= answer threshold {:.2}, lead {:.3} >= margin {:.2}",
+                intent.id,
+                a.phrase(top.best_phrase),
+                top.confidence,
+                cfg.answer_threshold,
+                lead,
+                cfg.clarify_margin
+            );
+            return respond_with_intent(intent, Vec::new(), &clean, redacted, expl, rule, ctx);
+        }
+        if confident {
             let a = &kb.articles[top.article];
             expl.rule = format!(
                 "article {:?}: confidence {:.3} >= answer threshold {:.2}, lead {:.3} >= margin {:.2}",
@@ -364,6 +343,8 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
             let floor = cfg
                 .clarify_threshold
                 .max(top.confidence - 2.0 * cfg.clarify_margin);
+            // An article is offered by its title, an intent by its first example
+            // (a visitor's phrasing, which reads well as a suggested question).
             let choices: Vec<QuickReply> = search
                 .hits
                 .iter()
@@ -373,7 +354,10 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
                     let a = &kb.articles[h.article];
                     QuickReply {
                         label: a.title.clone(),
-                        value: format!("{CHOICE_ARTICLE}{}", a.id),
+                        value: match a.intent_id() {
+                            Some(intent) => format!("{CHOICE_INTENT}{intent}"),
+                            None => format!("{CHOICE_ARTICLE}{}", a.id),
+                        },
                     }
                 })
                 .collect();
@@ -386,22 +370,24 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
                 cfg.clarify_threshold,
                 choices.len()
             );
-            return Decision {
-                kind: Kind::Clarify,
-                text: if choices.len() == 1 {
-                    CLARIFY_ONE
-                } else {
-                    CLARIFY_MANY
-                }
-                .to_string(),
-                source: None,
-                quick_replies: choices,
-                escalation: None,
-                score: top.confidence,
-                redacted,
-                explanation: expl,
-                next: Context::default(),
-            };
+            {
+                return Decision {
+                    kind: Kind::Clarify,
+                    text: if choices.len() == 1 {
+                        CLARIFY_ONE
+                    } else {
+                        CLARIFY_MANY
+                    }
+                    .to_string(),
+                    source: None,
+                    quick_replies: choices,
+                    escalation: None,
+                    score: top.confidence,
+                    redacted,
+                    explanation: expl,
+                    next: Context::default(),
+                };
+            }
         }
     }
 
@@ -462,8 +448,8 @@ pub fn choose(content: &Content, ctx: &Context, value: &str, cfg: &EngineConfig)
     }
     if let Some(id) = value.strip_prefix(CHOICE_INTENT) {
         if let Some(intent) = content.intents.get(id) {
-            expl.rule = format!("visitor chose intent {id:?}");
-            return intent_answer(intent, &[], value.to_string(), expl);
+            let rule = format!("visitor chose intent {id:?}");
+            return respond_with_intent(intent, Vec::new(), "", value.to_string(), expl, rule, ctx);
         }
     }
     decide(content, ctx, value, cfg)
@@ -520,6 +506,61 @@ pub fn negative_feedback(ctx: &Context, cfg: &EngineConfig) -> Decision {
             pending_slot: None,
         },
     }
+}
+
+/// The reply of a matched intent: escalate if that is its action, ask for a
+/// missing slot, or answer with its response filled in.
+fn respond_with_intent(
+    intent: &crate::intents::Intent,
+    captures: Vec<(String, String)>,
+    clean: &str,
+    redacted: String,
+    mut expl: Explanation,
+    rule: String,
+    ctx: &Context,
+) -> Decision {
+    if intent.action == Action::Escalate {
+        expl.rule = format!("{rule}; the intent escalates");
+        return escalate(
+            EscalationReason::IntentRule,
+            intent.response.clone(),
+            Some(intent_source(&intent.id)),
+            redacted,
+            expl,
+            ctx,
+        );
+    }
+    let mut values = captures;
+    fill_slots(intent, clean, &mut values);
+    let needed = crate::intents::placeholders(&intent.response);
+    let missing = intent
+        .slots
+        .iter()
+        .find(|s| !values.iter().any(|(k, _)| *k == s.name) && needed.contains(&s.name.as_str()));
+    if let Some(slot) = missing {
+        if let Some(prompt) = &slot.prompt {
+            expl.rule = format!("{rule}; asking for slot {:?}", slot.name);
+            return Decision {
+                kind: Kind::Clarify,
+                text: prompt.clone(),
+                source: Some(intent_source(&intent.id)),
+                quick_replies: Vec::new(),
+                escalation: None,
+                score: 1.0,
+                redacted,
+                explanation: expl,
+                next: Context {
+                    fallbacks_in_a_row: 0,
+                    pending_slot: Some(PendingSlot {
+                        intent: intent.id.clone(),
+                        slot: slot.name.clone(),
+                    }),
+                },
+            };
+        }
+    }
+    expl.rule = rule;
+    intent_answer(intent, &values, redacted, expl)
 }
 
 fn describe(by: &MatchedBy) -> String {
@@ -630,7 +671,7 @@ fn round3(x: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::intents::Intents;
-    use crate::kb::{Article, KnowledgeBase};
+    use crate::kb::Article;
     use std::path::Path;
 
     const INTENTS: &str = r#"
@@ -653,6 +694,7 @@ response = "Passing this on."
 id = "order_status"
 priority = 10
 patterns = ["where(?:'s| is) my order"]
+examples = ["where is my order FD-123456", "has my order shipped yet", "any news about my order"]
 response = "Order {order_number} is on its way."
 [[intent.slots]]
 name = "order_number"
@@ -683,32 +725,27 @@ redact = true
             .unwrap()
         };
         let intents = Intents::compile(INTENTS, Path::new("intents.toml")).unwrap();
-        let kb = KnowledgeBase::build(
-            Path::new("kb"),
-            vec![
-                a(
-                    "returns/policy.md",
-                    "Return policy",
-                    "\"can i return an item\", \"how many days do i have to send something back\"",
-                    "You have 30 days to return items.",
-                ),
-                a(
-                    "returns/label.md",
-                    "Return label",
-                    "\"where do i get a return label\", \"print return label\"",
-                    "Download the label from your account.",
-                ),
-                a(
-                    "shipping/times.md",
-                    "Delivery times",
-                    "\"how long does delivery take\", \"when will my parcel arrive\"",
-                    "Delivery takes 2-4 working days.",
-                ),
-            ],
-            &intents.synonyms,
-        )
-        .unwrap();
-        Content { intents, kb }
+        let articles = vec![
+            a(
+                "returns/policy.md",
+                "Return policy",
+                "\"can i return an item\", \"how many days do i have to send something back\"",
+                "You have 30 days to return items.",
+            ),
+            a(
+                "returns/label.md",
+                "Return label",
+                "\"where do i get a return label\", \"print return label\"",
+                "Download the label from your account.",
+            ),
+            a(
+                "shipping/times.md",
+                "Delivery times",
+                "\"how long does delivery take\", \"when will my parcel arrive\"",
+                "Delivery takes 2-4 working days.",
+            ),
+        ];
+        Content::build(intents, articles, Path::new("kb")).unwrap()
     }
 
     fn cfg() -> EngineConfig {
@@ -785,6 +822,33 @@ redact = true
         let filled = decide(&c, &ask.next, "it's fd-654321", &cfg());
         assert_eq!(filled.text, "Order fd-654321 is on its way.");
         assert_eq!(filled.next, Context::default());
+    }
+
+    #[test]
+    fn a_message_close_to_an_example_reaches_the_intent() {
+        let c = content();
+        // No pattern matches, but the wording is close to an example.
+        let d = decide(
+            &c,
+            &Context::default(),
+            "has my order shipped yet FD-222333",
+            &cfg(),
+        );
+        assert_eq!(
+            d.source.as_ref().map(|s| s.id.as_str()),
+            Some("order_status"),
+            "{:?}",
+            d.explanation
+        );
+        assert_eq!(d.text, "Order FD-222333 is on its way.");
+        assert!(
+            d.explanation.rule.contains("close to its example"),
+            "{}",
+            d.explanation.rule
+        );
+        // Choosing the intent from a clarify asks for its missing slot.
+        let chosen = choose(&c, &Context::default(), "intent:order_status", &cfg());
+        assert_eq!(chosen.text, "What's your order number?");
     }
 
     #[test]

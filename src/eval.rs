@@ -105,7 +105,12 @@ fn evaluate(content: &Content, cfg: &EngineConfig, case: Case) -> CaseResult {
     let choices: Vec<String> = if d.kind == Kind::Clarify {
         d.quick_replies
             .iter()
-            .filter_map(|q| q.value.strip_prefix(CHOICE_ARTICLE).map(str::to_string))
+            .filter_map(|q| {
+                q.value
+                    .strip_prefix(CHOICE_ARTICLE)
+                    .or_else(|| q.value.strip_prefix(engine::CHOICE_INTENT))
+                    .map(str::to_string)
+            })
             .collect()
     } else {
         Vec::new()

@@ -161,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if warnings.is_empty() { "ok" } else { "loaded" },
                 content.intents.intents.len(),
                 content.intents.sensitive.rules.len(),
-                content.kb.articles.len(),
+                content.kb.documents().count(),
                 warnings.len()
             );
             Ok(if strict && !warnings.is_empty() {

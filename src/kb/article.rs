@@ -37,7 +37,40 @@ pub struct Article {
     pub paragraphs: Vec<String>,
 }
 
+/// Id prefix of the phrasings that stand for an intent (its examples) in the
+/// same scoring space as articles.
+pub const INTENT_PREFIX: &str = "intent:";
+
 impl Article {
+    /// An intent's examples as a phrasing-only article, so a visitor's message
+    /// close to an example reaches the intent even when no pattern matches.
+    pub fn from_intent_examples(intent_id: &str, examples: &[String]) -> Option<Article> {
+        let (first, rest) = examples.split_first()?;
+        Some(Article {
+            id: format!("{INTENT_PREFIX}{intent_id}"),
+            title: first.clone(),
+            tags: Vec::new(),
+            url: None,
+            questions: rest.to_vec(),
+            body: String::new(),
+            body_line: 0,
+            paragraphs: Vec::new(),
+        })
+    }
+
+    /// The intent this entry stands for, if it is an intent's examples.
+    pub fn intent_id(&self) -> Option<&str> {
+        self.id.strip_prefix(INTENT_PREFIX)
+    }
+
+    /// Phrasing `i` as [`super::Hit::best_phrase`] numbers them: 0 is the title.
+    pub fn phrase(&self, i: usize) -> &str {
+        match i {
+            0 => &self.title,
+            i => self.questions.get(i - 1).map_or("", String::as_str),
+        }
+    }
+
     /// Parses an article's text. `file` names it in errors.
     pub fn parse(id: String, text: &str, file: &Path) -> Result<Article, ContentError> {
         let err = |line: Option<usize>, msg: String| ContentError::new(file, line, msg);

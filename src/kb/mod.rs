@@ -34,7 +34,7 @@ use tantivy::schema::{
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{doc, Index, IndexReader, ReloadPolicy, Term};
 
-pub use article::Article;
+pub use article::{Article, INTENT_PREFIX};
 
 use crate::content::ContentError;
 use crate::text::{self, Synonyms};
@@ -142,6 +142,11 @@ pub struct KnowledgeBase {
 impl KnowledgeBase {
     /// Reads every `*.md` under `dir` (recursively, in path order) and indexes it.
     pub fn load(dir: &Path, synonyms: &Synonyms) -> Result<KnowledgeBase, ContentError> {
+        KnowledgeBase::build(dir, KnowledgeBase::read_articles(dir)?, synonyms)
+    }
+
+    /// Reads and parses every `*.md` under `dir`, in path order.
+    pub fn read_articles(dir: &Path) -> Result<Vec<Article>, ContentError> {
         let mut files = Vec::new();
         collect_markdown(dir, &mut files)?;
         files.sort();
@@ -158,7 +163,12 @@ impl KnowledgeBase {
                 .map_err(|e| ContentError::new(&file, None, format!("cannot read: {e}")))?;
             articles.push(Article::parse(id, &text, &file)?);
         }
-        KnowledgeBase::build(dir, articles, synonyms)
+        Ok(articles)
+    }
+
+    /// The articles written as files, without intents' example phrasings.
+    pub fn documents(&self) -> impl Iterator<Item = &Article> {
+        self.articles.iter().filter(|a| a.intent_id().is_none())
     }
 
     /// Indexes parsed articles.
@@ -350,7 +360,9 @@ impl KnowledgeBase {
                 search.corrections.push((t, fixed.clone()));
                 search.terms.push(fixed);
                 ids.push((id, CORRECTED_WEIGHT));
-            } else {
+            } else if !t.bytes().any(|b| b.is_ascii_digit()) {
+                // Unknown numbers and codes (order numbers, dates, amounts) say
+                // nothing about the topic; unknown words do.
                 search.unknown.push(t);
             }
         }

@@ -162,7 +162,7 @@ async fn healthz(State(app): State<App>) -> Response {
     Json(serde_json::json!({
         "status": "ok",
         "intents": content.intents.intents.len(),
-        "articles": content.kb.articles.len(),
+        "articles": content.kb.documents().count(),
     }))
     .into_response()
 }
@@ -178,7 +178,7 @@ pub fn serve_main(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("content not loaded: {e}"))?;
         tracing::info!(
             intents = content.intents.intents.len(),
-            articles = content.kb.articles.len(),
+            articles = content.kb.documents().count(),
             "content loaded"
         );
         let listener = TcpListener::bind(config.listen)
