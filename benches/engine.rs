@@ -112,10 +112,9 @@ const DEMO_QUESTIONS: &[&str] = &[
     "what is the capital of peru",
 ];
 
-fn bench(c: &mut Criterion) {
+fn bench_demo(c: &mut Criterion) {
     let cfg = EngineConfig::default();
     let ctx = Context::default();
-
     let demo = demo_content();
     let mut i = 0;
     c.bench_function("decide/demo", |b| {
@@ -124,7 +123,11 @@ fn bench(c: &mut Criterion) {
             black_box(decide(&demo, &ctx, black_box(DEMO_QUESTIONS[i]), &cfg))
         })
     });
+}
 
+fn bench_large(c: &mut Criterion) {
+    let cfg = EngineConfig::default();
+    let ctx = Context::default();
     let large = generated(1_000, 10_000);
     let mut w = Words::new(20_000);
     // Questions in the articles' words: every intent pattern is considered and
@@ -156,7 +159,9 @@ fn bench(c: &mut Criterion) {
             black_box(decide(&large, &ctx, black_box(&intent_questions[j]), &cfg))
         })
     });
+}
 
+fn bench_index(c: &mut Criterion) {
     let articles = generate_articles(&mut Words::new(20_000), 10_000);
     let synonyms = Intents::empty().synonyms;
     let mut group = c.benchmark_group("index");
@@ -169,5 +174,5 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench_demo, bench_large, bench_index);
 criterion_main!(benches);

@@ -255,10 +255,15 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
         );
     }
 
-    // A slot the previous reply asked for.
+    // A slot the previous reply asked for. The answer to "what's your order
+    // number?" may also match another intent's pattern (a bare number, say);
+    // the question just asked wins unless a higher-priority intent matched.
     if let Some(pending) = &ctx.pending_slot {
-        if matches.is_empty() {
-            if let Some(intent) = intents.get(&pending.intent) {
+        if let Some(intent) = intents.get(&pending.intent) {
+            let outranked = matches
+                .first()
+                .is_some_and(|m| intents.intents[m.intent].priority > intent.priority);
+            if !outranked {
                 let slot = intent.slots.iter().find(|s| s.name == pending.slot);
                 if let Some(value) = slot.and_then(|s| s.find(&clean)) {
                     expl.rule = format!(
@@ -693,13 +698,23 @@ response = "Passing this on."
 [[intent]]
 id = "order_status"
 priority = 10
-patterns = ["where(?:'s| is) my order"]
-examples = ["where is my order FD-123456", "has my order shipped yet", "any news about my order"]
+patterns = ["where(?:'s| is) my order", '^\s*FD-?\d{6}\s*$']
+examples = ["where is my order FD-123456", "has my order shipped yet", "any news about my order", "FD-123456"]
 response = "Order {order_number} is on its way."
 [[intent.slots]]
 name = "order_number"
 pattern = '\b(FD-?\d{6})\b'
 prompt = "What's your order number?"
+
+[[intent]]
+id = "cancel_order"
+priority = 10
+patterns = ['\bcancel my order\b']
+response = "Order {order_number} is cancelled."
+[[intent.slots]]
+name = "order_number"
+pattern = '\b(FD-?\d{6})\b'
+prompt = "Which order should I cancel?"
 
 [[intent]]
 id = "greeting"
@@ -849,6 +864,23 @@ redact = true
         // Choosing the intent from a clarify asks for its missing slot.
         let chosen = choose(&c, &Context::default(), "intent:order_status", &cfg());
         assert_eq!(chosen.text, "What's your order number?");
+    }
+
+    #[test]
+    fn the_slot_just_asked_for_wins_over_an_equal_intent() {
+        let c = content();
+        let ask = decide(&c, &Context::default(), "please cancel my order", &cfg());
+        assert_eq!(ask.text, "Which order should I cancel?");
+        // A bare order number also matches order_status (same priority).
+        let filled = decide(&c, &ask.next, "FD-987654", &cfg());
+        assert_eq!(
+            filled.text, "Order FD-987654 is cancelled.",
+            "{:?}",
+            filled.explanation
+        );
+        // Without a pending slot the same text is an order-status question.
+        let status = decide(&c, &Context::default(), "FD-987654", &cfg());
+        assert_eq!(status.source.unwrap().id, "order_status");
     }
 
     #[test]

@@ -156,6 +156,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in &warnings {
                 println!("{w}");
             }
+            let unfiltered: Vec<_> = content.intents.unfiltered_patterns().collect();
+            if !unfiltered.is_empty() {
+                println!(
+                    "note: {} pattern(s) have no literal start and run on every message (slower with many intents):",
+                    unfiltered.len()
+                );
+                for (intent, src) in unfiltered.iter().take(10) {
+                    println!("  {}: {src}", intent.id);
+                }
+            }
             println!(
                 "{}: {} intents, {} sensitive rules, {} articles, {} warning(s)",
                 if warnings.is_empty() { "ok" } else { "loaded" },

@@ -457,6 +457,14 @@ impl Intents {
         })
     }
 
+    /// Patterns that have no literal prefix and so run on every message.
+    pub fn unfiltered_patterns(&self) -> impl Iterator<Item = (&Intent, &str)> {
+        self.unfiltered_patterns.iter().map(|&g| {
+            let (i, p) = self.pattern_owner[g];
+            (&self.intents[i], self.intents[i].patterns[p].source())
+        })
+    }
+
     /// Looks an intent up by id.
     pub fn get(&self, id: &str) -> Option<&Intent> {
         self.intents.iter().find(|i| i.id == id)
@@ -535,17 +543,28 @@ fn rank(m: &IntentMatch) -> (bool, usize) {
 /// find; `None` when the pattern must be checked on every message.
 fn literal_prefixes(src: &str) -> Option<Vec<String>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    const MAX_LITERALS: usize = 64;
     let hir = regex_syntax::ParserBuilder::new().build().parse(src).ok()?;
-    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let mut seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    // Many alternatives ("are you a bot|robot|human|...") share short
+    // prefixes; shorter literals are still a valid (if looser) filter.
+    for keep in [12, 8, 6, 4, 3] {
+        if seq.len()? <= MAX_LITERALS {
+            break;
+        }
+        seq.keep_first_bytes(keep);
+        seq.dedup();
+    }
     let literals = seq.literals()?;
-    if literals.is_empty() || literals.len() > 64 {
+    if literals.is_empty() || literals.len() > MAX_LITERALS {
         return None;
     }
     let mut out = Vec::with_capacity(literals.len());
     for lit in literals {
         let text = std::str::from_utf8(lit.as_bytes()).ok()?;
-        // Case-insensitive matching of non-ASCII letters is beyond the prefilter.
-        if text.is_empty() || !text.is_ascii() {
+        // Case-insensitive matching of non-ASCII letters is beyond the prefilter,
+        // and a one-byte literal filters nothing.
+        if text.len() < 2 || !text.is_ascii() {
             return None;
         }
         out.push(text.to_ascii_lowercase());
@@ -673,6 +692,15 @@ terms = ["lawyer"]
         assert_eq!(literal_prefixes(".*refund"), None);
         assert_eq!(literal_prefixes(r"\w+ please"), None);
         assert_eq!(literal_prefixes("grüß gott"), None);
+        // Too many alternatives: shortened to their shared starts.
+        let many = literal_prefixes(
+            r"\bare you (?:a |an )?(?:real |actual |live )?(?:bot|robot|human|person|machine|ai|chatbot|computer|program|gpt)\b",
+        )
+        .unwrap();
+        assert!(
+            many.len() <= 64 && many.iter().all(|l| l.starts_with("are ")),
+            "{many:?}"
+        );
     }
 
     #[test]

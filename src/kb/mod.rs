@@ -32,7 +32,7 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::{doc, Index, IndexReader, ReloadPolicy, Term};
+use tantivy::{doc, Index, IndexReader, ReloadPolicy, Searcher, Term};
 
 pub use article::{Article, INTENT_PREFIX};
 
@@ -54,20 +54,19 @@ const UNKNOWN_IDF_FACTOR: f32 = 1.3;
 /// similarity (the query norm counts it in full).
 const CORRECTED_WEIGHT: f32 = 0.5;
 
-/// Field boosts for retrieval.
+/// Field boosts for retrieval. The body is not indexed: confidence comes from
+/// an article's phrasings alone, so a candidate found only through its body
+/// would score nothing, and querying bodies made retrieval twice as slow
+/// (measured with `cargo bench --bench engine`) without changing either eval.
 const BOOST_TITLE: f32 = 2.0;
 const BOOST_QUESTIONS: f32 = 2.0;
 const BOOST_TAGS: f32 = 1.5;
-const BOOST_BODY: f32 = 1.0;
 
 #[derive(Clone, Copy)]
 struct Fields {
-    id: Field,
-    ord: Field,
     title: Field,
     questions: Field,
     tags: Field,
-    body: Field,
 }
 
 /// A title or question of an article, as weighted terms.
@@ -121,8 +120,13 @@ pub struct Search {
 pub struct KnowledgeBase {
     pub articles: Vec<Article>,
     dir: PathBuf,
-    reader: IndexReader,
+    /// A point-in-time view of the index: this snapshot never changes.
+    searcher: Searcher,
+    /// Segment ordinal -> document id -> article index.
+    doc_articles: Vec<Vec<u32>>,
     fields: Fields,
+    /// Per article, per paragraph: its term ids, for choosing excerpts.
+    paragraph_terms: Vec<Vec<Vec<u32>>>,
     analyzer: TextAnalyzer,
     vocab: HashMap<String, u32>,
     /// Term id -> term.
@@ -185,13 +189,12 @@ impl KnowledgeBase {
                 .set_tokenizer(text::ANALYZER)
                 .set_index_option(IndexRecordOption::WithFreqs),
         );
+        let id_field = schema.add_text_field("id", STRING);
+        let ord_field = schema.add_u64_field("ord", FAST);
         let fields = Fields {
-            id: schema.add_text_field("id", STRING),
-            ord: schema.add_u64_field("ord", FAST),
             title: schema.add_text_field("title", text_opts.clone()),
             questions: schema.add_text_field("questions", text_opts.clone()),
-            tags: schema.add_text_field("tags", text_opts.clone()),
-            body: schema.add_text_field("body", text_opts),
+            tags: schema.add_text_field("tags", text_opts),
         };
         let index = Index::create_in_ram(schema.build());
         index
@@ -203,27 +206,37 @@ impl KnowledgeBase {
         for (ord, a) in articles.iter().enumerate() {
             writer
                 .add_document(doc!(
-                    fields.id => a.id.clone(),
-                    fields.ord => ord as u64,
+                    id_field => a.id.clone(),
+                    ord_field => ord as u64,
                     fields.title => synonyms.apply(&text::tidy(&a.title)),
                     fields.questions => synonyms.apply(&text::tidy(&a.questions.join("\n"))),
                     fields.tags => a.tags.join(" "),
-                    fields.body => synonyms.apply(&text::tidy(&a.body)),
                 ))
                 .map_err(index_err)?;
         }
         writer.commit().map_err(index_err)?;
-        let reader = index
+        let reader: IndexReader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(index_err)?;
+        let searcher = reader.searcher();
+        let mut doc_articles = Vec::with_capacity(searcher.segment_readers().len());
+        for seg in searcher.segment_readers() {
+            let column = seg.fast_fields().u64("ord").map_err(index_err)?;
+            doc_articles.push(
+                (0..seg.max_doc())
+                    .map(|doc| column.first(doc).unwrap_or(0) as u32)
+                    .collect::<Vec<u32>>(),
+            );
+        }
 
         let mut analyzer = text::analyzer();
         // Phrasings: the title and each question, as term lists.
         let mut vocab: HashMap<String, u32> = HashMap::new();
         let mut df: Vec<u32> = Vec::new();
         let mut phrase_terms: Vec<Vec<Vec<u32>>> = Vec::with_capacity(articles.len());
+        let mut paragraph_terms: Vec<Vec<Vec<u32>>> = Vec::with_capacity(articles.len());
         let intern = |t: String, vocab: &mut HashMap<String, u32>, df: &mut Vec<u32>| {
             let next = vocab.len() as u32;
             let id = *vocab.entry(t).or_insert(next);
@@ -253,12 +266,23 @@ impl KnowledgeBase {
             }
             // Tags and body terms join the vocabulary (so they are not "unknown"
             // and can correct misspellings) without counting as phrasings.
-            for t in text::terms(&mut analyzer, &tags)
-                .into_iter()
-                .chain(text::terms(&mut analyzer, &synonyms.apply(&a.body)))
-            {
+            for t in text::terms(&mut analyzer, &tags) {
                 intern(t, &mut vocab, &mut df);
             }
+            let paragraphs = a
+                .paragraphs
+                .iter()
+                .map(|p| {
+                    let mut ids: Vec<u32> = text::terms(&mut analyzer, &synonyms.apply(p))
+                        .into_iter()
+                        .map(|t| intern(t, &mut vocab, &mut df))
+                        .collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    ids
+                })
+                .collect();
+            paragraph_terms.push(paragraphs);
             phrase_terms.push(phrases);
         }
         let n = articles.len().max(1) as f32;
@@ -319,7 +343,9 @@ impl KnowledgeBase {
         Ok(KnowledgeBase {
             articles,
             dir: dir.to_path_buf(),
-            reader,
+            searcher,
+            doc_articles,
+            paragraph_terms,
             fields,
             analyzer,
             vocab,
@@ -483,7 +509,6 @@ impl KnowledgeBase {
                 (f.title, BOOST_TITLE),
                 (f.questions, BOOST_QUESTIONS),
                 (f.tags, BOOST_TAGS),
-                (f.body, BOOST_BODY),
             ] {
                 let q = TermQuery::new(
                     Term::from_field_text(field, t),
@@ -493,15 +518,17 @@ impl KnowledgeBase {
             }
         }
         let query = BooleanQuery::new(clauses);
-        let searcher = self.reader.searcher();
+        let searcher = &self.searcher;
         let Ok(top) = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score()) else {
             return Vec::new();
         };
         top.into_iter()
             .filter_map(|(score, addr)| {
-                let seg = searcher.segment_reader(addr.segment_ord);
-                let ord = seg.fast_fields().u64("ord").ok()?.first(addr.doc_id)?;
-                Some((ord as usize, score))
+                let article = self
+                    .doc_articles
+                    .get(addr.segment_ord as usize)?
+                    .get(addr.doc_id as usize)?;
+                Some((*article as usize, score))
             })
             .collect()
     }
@@ -510,15 +537,15 @@ impl KnowledgeBase {
     /// text of at most `max_chars` characters (cut at a sentence or word end).
     pub fn excerpt(&self, article: usize, terms: &[String], max_chars: usize) -> String {
         let a = &self.articles[article];
-        let mut analyzer = self.analyzer.clone();
+        let mut query: Vec<(u32, f32)> = terms
+            .iter()
+            .filter_map(|t| self.vocab.get(t).map(|&id| (id, self.idf[id as usize])))
+            .collect();
+        query.sort_unstable_by_key(|&(id, _)| id);
+        query.dedup_by_key(|&mut (id, _)| id);
         let mut best = (0.0f32, 0usize);
-        for (i, p) in a.paragraphs.iter().enumerate() {
-            let pt = text::terms(&mut analyzer, p);
-            let score: f32 = terms
-                .iter()
-                .filter(|t| pt.contains(t))
-                .map(|t| self.vocab.get(t).map_or(0.0, |&id| self.idf[id as usize]))
-                .sum();
+        for (i, pt) in self.paragraph_terms[article].iter().enumerate() {
+            let score: f32 = intersect(&query, pt).map(|(_, idf)| idf).sum();
             if score > best.0 {
                 best = (score, i);
             }
