@@ -119,6 +119,15 @@ impl Server {
             let _ = shutdown_tx.send(true);
             let _ = stop_tx.send(());
         });
+        // Replies go out as several small frames (ack, reply, queue); without
+        // TCP_NODELAY, Nagle's algorithm holds the second one for the client's
+        // delayed ACK (about 40 ms).
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;
