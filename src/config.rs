@@ -32,6 +32,8 @@ pub struct Config {
     pub intents: PathBuf,
     /// The knowledge-base directory.
     pub knowledge_base: PathBuf,
+    /// Reload the content when its files change.
+    pub watch_content: bool,
     pub engine: EngineConfig,
     pub limits: Limits,
     pub store: StoreConfig,
@@ -44,6 +46,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             intents: PathBuf::from("intents.toml"),
             knowledge_base: PathBuf::from("knowledge_base"),
+            watch_content: true,
             engine: EngineConfig::default(),
             limits: Limits::default(),
             store: StoreConfig::default(),

@@ -3,6 +3,7 @@
 //! [`run`] takes an already bound listener and any shutdown future, so tests
 //! start a real server on `127.0.0.1:0` and stop it when they choose.
 
+mod reload;
 mod visitor;
 
 use std::future::Future;
@@ -35,6 +36,16 @@ struct Inner {
     shutdown: watch::Receiver<bool>,
     /// Each live websocket holds a clone; shutdown waits for all to drop.
     alive: mpsc::Sender<()>,
+    reloads: ReloadStats,
+}
+
+/// Outcomes of live content reloads.
+#[derive(Default)]
+struct ReloadStats {
+    ok: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    /// The last failure (file:line: reason), cleared by a good reload.
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl App {
@@ -84,6 +95,7 @@ impl Server {
                 connections,
                 shutdown: shutdown_rx,
                 alive,
+                reloads: ReloadStats::default(),
             }),
         };
         Ok(Server {
@@ -113,6 +125,21 @@ impl Server {
             writer,
         } = self;
         let router = router(app.clone());
+        let watcher = if app.config().watch_content {
+            let (intents, kb) = (
+                app.config().intents.clone(),
+                app.config().knowledge_base.clone(),
+            );
+            match reload::watch(app.clone(), intents, kb) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "content changes will not be picked up until restart");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let notify = tokio::spawn(async move {
             shutdown.await;
@@ -134,6 +161,8 @@ impl Server {
             })
             .await?;
         notify.abort();
+        // The reload task holds the state; it ends when the watcher is gone.
+        drop(watcher);
         // Sessions see the shutdown flag, close their sockets and drop their `alive` clones.
         drop(app);
         while alive_rx.recv().await.is_some() {}
@@ -168,10 +197,19 @@ async fn healthz(State(app): State<App>) -> Response {
     if *app.inner.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    let reloads = &app.inner.reloads;
+    let last_error = reloads
+        .last_error
+        .lock()
+        .expect("reload error lock")
+        .clone();
     Json(serde_json::json!({
         "status": "ok",
         "intents": content.intents.intents.len(),
         "articles": content.kb.documents().count(),
+        "reloads": reloads.ok.load(std::sync::atomic::Ordering::Relaxed),
+        "reload_errors": reloads.failed.load(std::sync::atomic::Ordering::Relaxed),
+        "last_reload_error": last_error,
     }))
     .into_response()
 }
