@@ -49,9 +49,24 @@ impl Content {
     /// intent's examples beside the articles so that a message close to an
     /// example reaches the intent even when none of its patterns match.
     pub fn load(intents: &Path, kb_dir: &Path) -> Result<Content, ContentError> {
+        Content::reload(intents, kb_dir, None)
+    }
+
+    /// Loads the content again, reusing what `previous` read from files that
+    /// have not changed since.
+    pub fn reload(
+        intents: &Path,
+        kb_dir: &Path,
+        previous: Option<&Content>,
+    ) -> Result<Content, ContentError> {
         let intents = Intents::load(intents)?;
-        let articles = KnowledgeBase::read_articles(kb_dir)?;
-        Content::build(intents, articles, kb_dir)
+        let kb = KnowledgeBase::load_reusing(
+            kb_dir,
+            intent_phrasings(&intents),
+            &intents.synonyms,
+            previous.map(|c| &c.kb),
+        )?;
+        Ok(Content { intents, kb })
     }
 
     /// Builds a snapshot from compiled intents and parsed articles.
@@ -60,13 +75,17 @@ impl Content {
         mut articles: Vec<crate::kb::Article>,
         kb_dir: &Path,
     ) -> Result<Content, ContentError> {
-        articles.extend(
-            intents
-                .intents
-                .iter()
-                .filter_map(|i| crate::kb::Article::from_intent_examples(&i.id, &i.examples)),
-        );
+        articles.extend(intent_phrasings(&intents));
         let kb = KnowledgeBase::build(kb_dir, articles, &intents.synonyms)?;
         Ok(Content { intents, kb })
     }
+}
+
+/// Each intent's examples as an entry of the knowledge base.
+fn intent_phrasings(intents: &Intents) -> Vec<crate::kb::Article> {
+    intents
+        .intents
+        .iter()
+        .filter_map(|i| crate::kb::Article::from_intent_examples(&i.id, &i.examples))
+        .collect()
 }

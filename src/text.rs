@@ -95,6 +95,14 @@ pub fn is_whole_word(text: &str, start: usize, end: usize) -> bool {
 pub struct Synonyms {
     automaton: Option<AhoCorasick>,
     canonical: Vec<String>,
+    /// The (variant, canonical) pairs, to tell whether two sets are the same.
+    pairs: Vec<(String, String)>,
+}
+
+impl PartialEq for Synonyms {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs == other.pairs
+    }
 }
 
 impl Synonyms {
@@ -118,9 +126,14 @@ impl Synonyms {
                 .build(&variants)
                 .expect("synonym automaton within size limits")
         });
+        let pairs = variants
+            .into_iter()
+            .zip(canonical.iter().cloned())
+            .collect();
         Synonyms {
             automaton,
             canonical,
+            pairs,
         }
     }
 

@@ -25,6 +25,7 @@ mod article;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
@@ -140,33 +141,106 @@ pub struct KnowledgeBase {
     deletions: HashMap<String, Vec<u32>>,
     vectors: Vec<ArticleVectors>,
     synonyms: Synonyms,
+    /// Article id -> index into `articles`.
+    by_id: HashMap<String, usize>,
+    /// Per article: its analysed text and the file stamp it was read with,
+    /// for the next reload to reuse when the file has not changed.
+    analyses: Vec<(Option<Stamp>, Arc<Analysis>)>,
+}
+
+/// A file's modification time and length.
+type Stamp = (std::time::SystemTime, u64);
+
+/// An article's text as terms: everything indexing needs, computed once per
+/// version of the file.
+#[derive(Debug)]
+struct Analysis {
+    /// The title, then each question.
+    phrases: Vec<Vec<String>>,
+    tags: Vec<String>,
+    paragraphs: Vec<Vec<String>>,
+    /// What the tantivy field holds.
+    phrasings: String,
+}
+
+impl Analysis {
+    fn new(a: &Article, synonyms: &Synonyms, analyzer: &mut TextAnalyzer) -> Analysis {
+        let phrases = std::iter::once(&a.title)
+            .chain(&a.questions)
+            .map(|p| text::terms(analyzer, &synonyms.apply(&text::tidy(p))))
+            .collect();
+        let paragraphs = a
+            .paragraphs
+            .iter()
+            .map(|p| text::terms(analyzer, &synonyms.apply(p)))
+            .collect();
+        Analysis {
+            phrases,
+            tags: text::terms(analyzer, &a.tags.join(" ")),
+            paragraphs,
+            phrasings: synonyms.apply(&text::tidy(&format!(
+                "{}\n{}\n{}",
+                a.title,
+                a.questions.join("\n"),
+                a.tags.join(" ")
+            ))),
+        }
+    }
 }
 
 impl KnowledgeBase {
     /// Reads every `*.md` under `dir` (recursively, in path order) and indexes it.
     pub fn load(dir: &Path, synonyms: &Synonyms) -> Result<KnowledgeBase, ContentError> {
-        KnowledgeBase::build(dir, KnowledgeBase::read_articles(dir)?, synonyms)
+        KnowledgeBase::load_reusing(dir, Vec::new(), synonyms, None)
     }
 
-    /// Reads and parses every `*.md` under `dir`, in path order.
-    pub fn read_articles(dir: &Path) -> Result<Vec<Article>, ContentError> {
+    /// Like [`KnowledgeBase::load`], with `extra` entries (intents' examples)
+    /// indexed beside the files. Files whose modification time and length are
+    /// those `previous` read them with are neither read nor analysed again,
+    /// which keeps a reload after one edit fast in a large knowledge base.
+    pub fn load_reusing(
+        dir: &Path,
+        extra: Vec<Article>,
+        synonyms: &Synonyms,
+        previous: Option<&KnowledgeBase>,
+    ) -> Result<KnowledgeBase, ContentError> {
+        let previous = previous.filter(|p| p.synonyms == *synonyms && p.dir == dir);
         let mut files = Vec::new();
         collect_markdown(dir, &mut files)?;
         files.sort();
-        let mut articles = Vec::with_capacity(files.len());
+        let mut analyzer = text::analyzer();
+        let mut articles = Vec::with_capacity(files.len() + extra.len());
+        let mut analyses = Vec::with_capacity(files.len() + extra.len());
         for file in files {
-            let id = file
-                .strip_prefix(dir)
-                .unwrap_or(&file)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| ContentError::new(&file, None, format!("cannot read: {e}")))?;
-            articles.push(Article::parse(id, &text, &file)?);
+            let id = article_id(dir, &file);
+            let stamp = std::fs::metadata(&file)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            let reused = previous.and_then(|p| {
+                let &i = p.by_id.get(&id)?;
+                let (old_stamp, analysis) = &p.analyses[i];
+                (stamp.is_some() && *old_stamp == stamp)
+                    .then(|| (p.articles[i].clone(), analysis.clone()))
+            });
+            let (article, analysis) = match reused {
+                Some(found) => found,
+                None => {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| ContentError::new(&file, None, format!("cannot read: {e}")))?;
+                    let article = Article::parse(id, &text, &file)?;
+                    let analysis = Arc::new(Analysis::new(&article, synonyms, &mut analyzer));
+                    (article, analysis)
+                }
+            };
+            articles.push(article);
+            analyses.push((stamp, analysis));
         }
-        Ok(articles)
+        for article in extra {
+            let analysis = Arc::new(Analysis::new(&article, synonyms, &mut analyzer));
+            articles.push(article);
+            analyses.push((None, analysis));
+        }
+        KnowledgeBase::assemble(dir, articles, analyses, synonyms)
     }
 
     /// The articles written as files, without intents' example phrasings.
@@ -178,6 +252,21 @@ impl KnowledgeBase {
     pub fn build(
         dir: &Path,
         articles: Vec<Article>,
+        synonyms: &Synonyms,
+    ) -> Result<KnowledgeBase, ContentError> {
+        let mut analyzer = text::analyzer();
+        let analyses = articles
+            .iter()
+            .map(|a| (None, Arc::new(Analysis::new(a, synonyms, &mut analyzer))))
+            .collect();
+        KnowledgeBase::assemble(dir, articles, analyses, synonyms)
+    }
+
+    /// Indexes analysed articles and derives the scoring tables.
+    fn assemble(
+        dir: &Path,
+        articles: Vec<Article>,
+        analyses: Vec<(Option<Stamp>, Arc<Analysis>)>,
         synonyms: &Synonyms,
     ) -> Result<KnowledgeBase, ContentError> {
         let index_err =
@@ -200,12 +289,12 @@ impl KnowledgeBase {
         let mut writer = index
             .writer_with_num_threads::<tantivy::TantivyDocument>(1, 30_000_000)
             .map_err(index_err)?;
-        for (ord, a) in articles.iter().enumerate() {
+        for (ord, (a, (_, analysis))) in articles.iter().zip(&analyses).enumerate() {
             writer
                 .add_document(doc!(
                     id_field => a.id.clone(),
                     ord_field => ord as u64,
-                    fields.phrasings => synonyms.apply(&text::tidy(&format!("{}\n{}\n{}", a.title, a.questions.join("\n"), a.tags.join(" ")))),
+                    fields.phrasings => analysis.phrasings.clone(),
                 ))
                 .map_err(index_err)?;
         }
@@ -226,29 +315,24 @@ impl KnowledgeBase {
             );
         }
 
-        let mut analyzer = text::analyzer();
         // Phrasings: the title and each question, as term lists.
         let mut vocab: HashMap<String, u32> = HashMap::new();
         let mut df: Vec<u32> = Vec::new();
         let mut phrase_terms: Vec<Vec<Vec<u32>>> = Vec::with_capacity(articles.len());
         let mut paragraph_terms: Vec<Vec<Vec<u32>>> = Vec::with_capacity(articles.len());
-        let intern = |t: String, vocab: &mut HashMap<String, u32>, df: &mut Vec<u32>| {
-            let next = vocab.len() as u32;
-            let id = *vocab.entry(t).or_insert(next);
-            if id as usize == df.len() {
-                df.push(0);
+        let intern = |t: &String, vocab: &mut HashMap<String, u32>, df: &mut Vec<u32>| {
+            if let Some(&id) = vocab.get(t) {
+                return id;
             }
+            let id = vocab.len() as u32;
+            vocab.insert(t.clone(), id);
+            df.push(0);
             id
         };
-        for a in &articles {
-            let mut phrases = Vec::with_capacity(a.questions.len() + 1);
-            let tags = a.tags.join(" ");
-            for p in std::iter::once(&a.title).chain(&a.questions) {
-                let p = synonyms.apply(&text::tidy(p));
-                let mut ids: Vec<u32> = text::terms(&mut analyzer, &p)
-                    .into_iter()
-                    .map(|t| intern(t, &mut vocab, &mut df))
-                    .collect();
+        for (_, analysis) in &analyses {
+            let mut phrases = Vec::with_capacity(analysis.phrases.len());
+            for p in &analysis.phrases {
+                let mut ids: Vec<u32> = p.iter().map(|t| intern(t, &mut vocab, &mut df)).collect();
                 ids.sort_unstable();
                 ids.dedup();
                 phrases.push(ids);
@@ -261,17 +345,15 @@ impl KnowledgeBase {
             }
             // Tags and body terms join the vocabulary (so they are not "unknown"
             // and can correct misspellings) without counting as phrasings.
-            for t in text::terms(&mut analyzer, &tags) {
+            for t in &analysis.tags {
                 intern(t, &mut vocab, &mut df);
             }
-            let paragraphs = a
+            let paragraphs = analysis
                 .paragraphs
                 .iter()
                 .map(|p| {
-                    let mut ids: Vec<u32> = text::terms(&mut analyzer, &synonyms.apply(p))
-                        .into_iter()
-                        .map(|t| intern(t, &mut vocab, &mut df))
-                        .collect();
+                    let mut ids: Vec<u32> =
+                        p.iter().map(|t| intern(t, &mut vocab, &mut df)).collect();
                     ids.sort_unstable();
                     ids.dedup();
                     ids
@@ -335,14 +417,21 @@ impl KnowledgeBase {
             }
         }
 
+        let by_id = articles
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
         Ok(KnowledgeBase {
+            by_id,
+            analyses,
             articles,
             dir: dir.to_path_buf(),
             searcher,
             doc_articles,
             paragraph_terms,
             fields,
-            analyzer,
+            analyzer: text::analyzer(),
             vocab,
             names,
             idf,
@@ -361,7 +450,7 @@ impl KnowledgeBase {
 
     /// Looks an article up by id.
     pub fn get(&self, id: &str) -> Option<usize> {
-        self.articles.iter().position(|a| a.id == id)
+        self.by_id.get(id).copied()
     }
 
     /// Analyses visitor text into known terms, correcting misspellings: the
@@ -621,6 +710,16 @@ fn deletion_variants(term: &str) -> Vec<String> {
                 .collect()
         })
         .collect()
+}
+
+/// An article's id: its path below the knowledge-base directory, with `/`.
+fn article_id(dir: &Path, file: &Path) -> String {
+    file.strip_prefix(dir)
+        .unwrap_or(file)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn collect_markdown(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ContentError> {

@@ -63,7 +63,9 @@ async fn reload_loop(app: App, mut rx: mpsc::Receiver<()>, intents: PathBuf, kb:
             }
         }
         let (i, k) = (intents.clone(), kb.clone());
-        let loaded = tokio::task::spawn_blocking(move || Content::load(&i, &k)).await;
+        let current = app.content();
+        let loaded =
+            tokio::task::spawn_blocking(move || Content::reload(&i, &k, Some(&current))).await;
         let stats = &app.inner.reloads;
         match loaded {
             Ok(Ok(content)) => {
