@@ -354,3 +354,46 @@ fn an_acknowledged_message_survives_sigkill() {
     });
     server.kill();
 }
+
+#[test]
+fn serve_refuses_bad_content_and_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let kb = dir.path().join("kb");
+    std::fs::create_dir_all(&kb).unwrap();
+    std::fs::write(kb.join("ok.md"), "---\ntitle: \"Fine\"\n---\nBody.\n").unwrap();
+    let intents = dir.path().join("intents.toml");
+    std::fs::write(
+        &intents,
+        "[[intent]]\nid = \"broken\"\npatterns = ['(unclosed']\nresponse = \"x\"\n",
+    )
+    .unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path().join("data"))
+            .arg("--intents")
+            .arg(&intents)
+            .arg("--kb")
+            .arg(&kb)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("intents.toml:3:"), "{stderr}");
+    assert!(stderr.contains("intent \"broken\""), "{stderr}");
+
+    // A good intents file, but an article with broken front matter.
+    std::fs::write(&intents, "").unwrap();
+    std::fs::write(
+        kb.join("bad.md"),
+        "---\ntitle: \"Bad\"\nquestions: [unclosed\n---\nBody\n",
+    )
+    .unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.md:"), "{stderr}");
+    assert!(stderr.contains("front matter"), "{stderr}");
+}
