@@ -233,7 +233,12 @@ pub fn serve_main(config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         tracing::info!(addr = %listener.local_addr()?, data = %config.data_dir.display(), "serving");
         let server = Server::new(config, content)?;
-        server.run(listener, shutdown_signal()).await
+        server
+            .run(listener, async {
+                shutdown_signal().await;
+                tracing::info!("shutdown requested: closing connections and flushing");
+            })
+            .await
     })
 }
 
@@ -250,7 +255,8 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -269,5 +275,4 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutdown requested: closing connections and flushing");
 }

@@ -108,30 +108,9 @@ pub async fn serve_until_signal(listen: SocketAddr) -> anyhow::Result<()> {
     );
     tokio::select! {
         _ = serve(listener) => {}
-        _ = shutdown_signal() => {}
+        _ = frontdesk::server::shutdown_signal() => {}
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 async fn session(stream: TcpStream, conversation: u64) {
