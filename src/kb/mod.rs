@@ -1,8 +1,10 @@
 //! The knowledge base: articles parsed from `knowledge_base/**/*.md`, indexed
 //! with tantivy, searched in two steps.
 //!
-//! 1. Retrieval: BM25 over title, questions, tags and body (title and questions
-//!    boosted) picks candidate articles.
+//! 1. Retrieval: BM25 over one field of each article's phrasings (title,
+//!    questions, tags), queried with the visitor's rarest terms, picks
+//!    candidate articles. Bodies are not indexed: they are only used to choose
+//!    the excerpt an answer shows.
 //! 2. Scoring: each candidate gets a confidence in 0..1, the IDF-weighted cosine
 //!    between the visitor's terms and the article's best-matching phrasing (its
 //!    title or one of its `questions`), blended equally with the cosine against
