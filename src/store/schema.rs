@@ -32,7 +32,7 @@ const MIGRATIONS: &[&str] = &[
         answer_id TEXT,
         UNIQUE (conversation_id, client_id)
     );
-    CREATE INDEX messages_conversation ON messages (conversation_id, seq);
+    -- UNIQUE (conversation_id, client_id) also serves lookups by conversation.
     CREATE TABLE decisions (
         answer_id TEXT PRIMARY KEY,
         conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
