@@ -84,7 +84,7 @@ impl Default for EngineConfig {
             clarify_margin: 0.15,
             max_choices: 3,
             fallbacks_before_escalation: 2,
-            candidates: 20,
+            candidates: 10,
             excerpt_chars: 360,
         }
     }
