@@ -34,6 +34,9 @@ pub struct Config {
     pub knowledge_base: PathBuf,
     /// Reload the content when its files change.
     pub watch_content: bool,
+    /// Web origins (`https://shop.example`) whose pages may open `/ws`, besides
+    /// this server's own. Clients that send no Origin (not browsers) are allowed.
+    pub allowed_origins: Vec<String>,
     pub engine: EngineConfig,
     pub limits: Limits,
     pub store: StoreConfig,
@@ -47,6 +50,7 @@ impl Default for Config {
             intents: PathBuf::from("intents.toml"),
             knowledge_base: PathBuf::from("knowledge_base"),
             watch_content: true,
+            allowed_origins: Vec::new(),
             engine: EngineConfig::default(),
             limits: Limits::default(),
             store: StoreConfig::default(),

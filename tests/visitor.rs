@@ -397,3 +397,58 @@ fn serve_refuses_bad_content_and_names_file_and_line() {
     assert!(stderr.contains("bad.md:"), "{stderr}");
     assert!(stderr.contains("front matter"), "{stderr}");
 }
+
+async fn connect_from(url: &str, origin: &str) -> Result<(), u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => Ok(()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn websocket_origin_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.allowed_origins = vec!["https://shop.example".into()];
+    let server = TestServer::start(cfg).await;
+    let url = server.url();
+    assert_eq!(connect_from(&url, "https://evil.example").await, Err(403));
+    assert_eq!(connect_from(&url, "https://shop.example").await, Ok(()));
+    // The server's own pages.
+    assert_eq!(
+        connect_from(&url, &format!("http://{}", server.addr)).await,
+        Ok(())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pages_carry_a_strict_content_security_policy() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    let lower = response.to_lowercase();
+    assert!(
+        lower.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{response}"
+    );
+    assert!(lower.contains("x-content-type-options: nosniff"));
+    // No inline script for the policy to allow.
+    assert!(response.contains(r#"<script src="/chat.js" defer></script>"#));
+    assert!(!response.contains("<script>"));
+    server.stop().await;
+}

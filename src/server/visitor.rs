@@ -28,7 +28,14 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `GET /ws`: upgrades within the connection limit, with bounded buffers.
-pub(super) async fn upgrade(ws: WebSocketUpgrade, State(app): State<App>) -> Response {
+pub(super) async fn upgrade(
+    ws: WebSocketUpgrade,
+    headers: axum::http::HeaderMap,
+    State(app): State<App>,
+) -> Response {
+    if !origin_allowed(&headers, &app.config().allowed_origins) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
     if *app.inner.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
@@ -439,6 +446,32 @@ impl Session {
         tracing::warn!(error = %e, "not stored");
         self.error(codes::STORE_UNAVAILABLE, "not stored; please send it again");
     }
+}
+
+/// Browsers name the page that opens a websocket in `Origin`: only this
+/// server's own pages and the configured origins may. Clients that are not
+/// browsers send no Origin and are allowed.
+fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 /// A random secret: 128 bits as hex.
