@@ -208,14 +208,7 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
             .clone()
             .or_else(|| intents.sensitive.response.clone())
             .unwrap_or_else(|| DEFAULT_SENSITIVE.to_string());
-        return escalate(
-            EscalationReason::Sensitive,
-            reply,
-            None,
-            redacted,
-            expl,
-            ctx,
-        );
+        return escalate(EscalationReason::Sensitive, reply, None, redacted, expl);
     }
 
     let clean = intents.synonyms.apply(&text::tidy(&redacted));
@@ -251,7 +244,6 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
             Some(source),
             redacted,
             expl,
-            ctx,
         );
     }
 
@@ -282,15 +274,7 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
     if let Some(m) = matches.first() {
         let intent = &intents.intents[m.intent];
         let rule = format!("intent {:?} matched by {}", intent.id, describe(&m.by));
-        return respond_with_intent(
-            intent,
-            m.captures.clone(),
-            &clean,
-            redacted,
-            expl,
-            rule,
-            ctx,
-        );
+        return respond_with_intent(intent, m.captures.clone(), &clean, redacted, expl, rule);
     }
 
     // 4. The knowledge base.
@@ -333,7 +317,7 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
                 lead,
                 cfg.clarify_margin
             );
-            return respond_with_intent(intent, Vec::new(), &clean, redacted, expl, rule, ctx);
+            return respond_with_intent(intent, Vec::new(), &clean, redacted, expl, rule);
         }
         if confident {
             let a = &kb.articles[top.article];
@@ -410,7 +394,6 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
             None,
             redacted,
             expl,
-            ctx,
         );
     }
     expl.rule = format!(
@@ -454,7 +437,7 @@ pub fn choose(content: &Content, ctx: &Context, value: &str, cfg: &EngineConfig)
     if let Some(id) = value.strip_prefix(CHOICE_INTENT) {
         if let Some(intent) = content.intents.get(id) {
             let rule = format!("visitor chose intent {id:?}");
-            return respond_with_intent(intent, Vec::new(), "", value.to_string(), expl, rule, ctx);
+            return respond_with_intent(intent, Vec::new(), "", value.to_string(), expl, rule);
         }
     }
     decide(content, ctx, value, cfg)
@@ -470,7 +453,6 @@ pub fn request_human(ctx: &Context, cfg: &EngineConfig) -> Decision {
         None,
         String::new(),
         expl,
-        ctx,
     )
 }
 
@@ -490,7 +472,6 @@ pub fn negative_feedback(ctx: &Context, cfg: &EngineConfig) -> Decision {
             None,
             String::new(),
             expl,
-            ctx,
         );
     }
     expl.rule = "answer marked not helpful".into();
@@ -522,7 +503,6 @@ fn respond_with_intent(
     redacted: String,
     mut expl: Explanation,
     rule: String,
-    ctx: &Context,
 ) -> Decision {
     if intent.action == Action::Escalate {
         expl.rule = format!("{rule}; the intent escalates");
@@ -532,7 +512,6 @@ fn respond_with_intent(
             Some(intent_source(&intent.id)),
             redacted,
             expl,
-            ctx,
         );
     }
     let mut values = captures;
@@ -653,7 +632,6 @@ fn escalate(
     source: Option<Source>,
     redacted: String,
     explanation: Explanation,
-    _ctx: &Context,
 ) -> Decision {
     Decision {
         kind: Kind::Escalate,
