@@ -174,3 +174,18 @@ async fn session(stream: TcpStream, conversation: u64) {
         }
     }
 }
+
+/// An echo server on 127.0.0.1:0 for tests, and the target that reaches it.
+#[cfg(test)]
+pub async fn spawn_for_test() -> (crate::visitor::Target, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("bound address");
+    let server = tokio::spawn(serve(listener));
+    let target = crate::visitor::Target {
+        url: format!("ws://{addr}/ws"),
+        addr,
+    };
+    (target, server)
+}

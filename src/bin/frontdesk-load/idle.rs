@@ -114,13 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn holds_every_connection_for_the_duration() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(crate::echo::serve(listener));
-        let target = Target {
-            url: format!("ws://{addr}/ws"),
-            addr,
-        };
+        let (target, server) = crate::echo::spawn_for_test().await;
         let plan = Plan {
             visitors: 5,
             duration: Duration::from_millis(200),

@@ -383,16 +383,7 @@ impl VisitorRun {
 mod tests {
     use super::*;
 
-    async fn echo_target() -> (Target, tokio::task::JoinHandle<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(crate::echo::serve(listener));
-        let target = Target {
-            url: format!("ws://{addr}/ws"),
-            addr,
-        };
-        (target, server)
-    }
+    use crate::echo::spawn_for_test as echo_target;
 
     const CLOSED: Pacing = Pacing::Closed {
         think: Duration::ZERO,
