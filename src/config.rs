@@ -112,6 +112,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// Seconds without a frame from the client before the socket is closed.
     pub idle_timeout_secs: u64,
+    /// Frames a client may send per second, sustained (0: no limit). Frames
+    /// beyond it get a `rate_limited` error and are not processed.
+    pub frames_per_second: u32,
+    /// Frames a client may send in a burst above the sustained rate.
+    pub frame_burst: u32,
 }
 
 impl Default for Limits {
@@ -124,6 +129,8 @@ impl Default for Limits {
             outbound_queue: 64,
             max_connections: 100_000,
             idle_timeout_secs: 600,
+            frames_per_second: 50,
+            frame_burst: 100,
         }
     }
 }

@@ -153,6 +153,7 @@ pub mod codes {
     pub const CONVERSATION_CLOSED: &str = "conversation_closed";
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
     pub const SHUTTING_DOWN: &str = "shutting_down";
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 const KNOWN_TYPES: &[&str] = &[

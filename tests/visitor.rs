@@ -452,3 +452,39 @@ async fn pages_carry_a_strict_content_security_policy() {
     assert!(!response.contains("<script>"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_flooding_frames_is_rate_limited_and_keeps_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.frames_per_second = 1;
+    cfg.limits.frame_burst = 3;
+    let server = TestServer::start(cfg).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await; // one token
+    for id in ["m1", "m2"] {
+        v.send(json!({"type": "message", "id": id, "text": "hello"}))
+            .await;
+    }
+    // The burst is spent: this one is refused, not processed.
+    v.send(json!({"type": "message", "id": "m3", "text": "hello"}))
+        .await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let f = v.recv().await;
+        seen.push(format!(
+            "{}:{}",
+            f["type"].as_str().unwrap(),
+            f["id"].as_str().or(f["code"].as_str()).unwrap_or("")
+        ));
+    }
+    assert_eq!(
+        seen,
+        ["ack:m1", "reply:", "ack:m2", "reply:", "error:rate_limited"]
+    );
+    // After a pause the client carries on.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let reply = v.ask("m3", "hello").await;
+    assert_eq!(reply["source"]["id"], "greeting");
+    server.stop().await;
+}

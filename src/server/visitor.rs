@@ -68,6 +68,42 @@ struct Conversation {
     ctx: Context,
 }
 
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        RateLimit {
+            rate: rate as f64,
+            burst: burst.max(1) as f64,
+            tokens: burst.max(1) as f64,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes a token if there is one; a rate of 0 means no limit.
+    fn allow(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 struct Session {
     app: App,
     out: mpsc::Sender<Message>,
@@ -89,6 +125,10 @@ async fn run(socket: WebSocket, app: App) {
         let _ = sink.close().await;
     });
     let idle = Duration::from_secs(app.config().limits.idle_timeout_secs);
+    let mut limit = RateLimit::new(
+        app.config().limits.frames_per_second,
+        app.config().limits.frame_burst,
+    );
     let mut shutdown = app.inner.shutdown.clone();
     let mut session = Session {
         app,
@@ -113,6 +153,9 @@ async fn run(socket: WebSocket, app: App) {
                 Ok(Some(Err(e))) => {
                     tracing::debug!(error = %e, "websocket error");
                     break;
+                }
+                Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if !limit.allow() => {
+                    session.send(FrameError::new(codes::RATE_LIMITED, "too many frames; slow down and send it again").frame());
                 }
                 Ok(Some(Ok(Message::Text(text)))) => session.on_text(text.as_str()).await,
                 Ok(Some(Ok(Message::Binary(bytes)))) => match std::str::from_utf8(&bytes) {
