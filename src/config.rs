@@ -143,6 +143,9 @@ pub struct StoreConfig {
     pub synchronous: Synchronous,
     /// Most writes committed together in one transaction.
     pub max_batch: usize,
+    /// Conversations untouched for this many days are deleted with their
+    /// transcripts (0: kept forever).
+    pub retention_days: u32,
 }
 
 impl Default for StoreConfig {
@@ -150,6 +153,7 @@ impl Default for StoreConfig {
         StoreConfig {
             synchronous: Synchronous::Full,
             max_batch: 512,
+            retention_days: 365,
         }
     }
 }

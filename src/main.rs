@@ -54,6 +54,14 @@ enum Command {
         #[command(flatten)]
         content: ContentArgs,
     },
+    /// Delete one conversation and everything stored with it.
+    Forget {
+        /// The conversation id (as in the widget's welcome frame).
+        conversation_id: String,
+        /// Data directory (the database lives here).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Measure answer quality on labelled phrasings (JSON lines of text and expect).
     Eval {
         /// The eval file.
@@ -202,6 +210,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Forget {
+            conversation_id,
+            data,
+        } => {
+            if let Some(d) = data {
+                config.data_dir = d;
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (store, writer) = frontdesk::store::Store::open(&config.data_dir, &config.store)?;
+            let found = runtime.block_on(store.forget(conversation_id.clone()))?;
+            drop(store);
+            writer.join();
+            if found {
+                println!("deleted conversation {conversation_id} and everything stored with it");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "no conversation {conversation_id} in {}",
+                    config.data_dir.display()
+                );
+                Ok(ExitCode::FAILURE)
+            }
         }
         Command::Ask {
             text,

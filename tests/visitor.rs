@@ -488,3 +488,39 @@ async fn a_client_flooding_frames_is_rate_limited_and_keeps_its_connection() {
     assert_eq!(reply["source"]["id"], "greeting");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn forget_deletes_a_visitors_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    let welcome = v.hello().await;
+    v.ask("m1", "my name is Ada Lovelace, how long does delivery take")
+        .await;
+    drop(v);
+    server.stop().await;
+
+    let id = welcome["conversation_id"].as_str().unwrap();
+    let forget = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+            .args(["forget", id, "--data"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(forget().status.success());
+    assert!(!forget().status.success(), "a second forget finds nothing");
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("Ada Lovelace"),
+        "the visitor's words are gone from the database files"
+    );
+    let server = TestServer::start(config(dir.path())).await;
+    let mut again = Visitor::connect(&server.url()).await;
+    let resumed = again.resume(&welcome).await;
+    assert_ne!(resumed["conversation_id"], welcome["conversation_id"]);
+    server.stop().await;
+}

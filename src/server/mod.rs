@@ -125,6 +125,7 @@ impl Server {
             writer,
         } = self;
         let router = router(app.clone());
+        let retention = tokio::spawn(purge_old_conversations(app.clone()));
         let watcher = if app.config().watch_content {
             let (intents, kb) = (
                 app.config().intents.clone(),
@@ -161,6 +162,8 @@ impl Server {
             })
             .await?;
         notify.abort();
+        retention.abort();
+        let _ = retention.await;
         // The reload task holds the state; it ends when the watcher is gone.
         drop(watcher);
         // Sessions see the shutdown flag, close their sockets and drop their `alive` clones.
@@ -169,6 +172,28 @@ impl Server {
         tokio::task::spawn_blocking(move || writer.join()).await?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Deletes conversations older than the retention period, at start and hourly.
+async fn purge_old_conversations(app: App) {
+    let days = app.config().store.retention_days;
+    if days == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let before = crate::store::now_ms() - i64::from(days) * 86_400_000;
+        match app.store().purge_before(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                conversations = n,
+                days,
+                "purged conversations past the retention period"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+        }
     }
 }
 

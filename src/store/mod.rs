@@ -87,6 +87,8 @@ impl Store {
         // Savepoints' statement journals stay in memory, and recent pages stay
         // cached: both showed up as file I/O in profiles of the writer thread.
         conn.pragma_update(None, "temp_store", "memory")?;
+        // Deleted transcripts (forget, retention) are overwritten, not just unlinked.
+        conn.pragma_update(None, "secure_delete", "on")?;
         conn.pragma_update(None, "cache_size", -65_536)?;
         // Checkpoint less often: a page written by many commits is copied into
         // the database once per checkpoint, not once per thousand WAL pages.
@@ -202,6 +204,30 @@ impl Store {
                 (&conversation_id, score, now_ms()),
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Deletes one conversation and everything stored with it (messages,
+    /// decisions, feedback). Returns whether it existed.
+    pub async fn forget(&self, conversation_id: String) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            Ok(c.execute(
+                "DELETE FROM conversations WHERE id = ?1",
+                [&conversation_id],
+            )? > 0)
+        })
+        .await
+    }
+
+    /// Deletes conversations not updated since `before_ms`, with everything
+    /// stored with them. Returns how many.
+    pub async fn purge_before(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.run(move |c| {
+            Ok(c.execute(
+                "DELETE FROM conversations WHERE updated_at < ?1",
+                [before_ms],
+            )?)
         })
         .await
     }
@@ -555,6 +581,53 @@ mod tests {
         assert!(good.is_ok());
         let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
         assert_eq!(conv.history.len(), 2, "{:?}", conv.history);
+        drop(store);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn forget_and_purge_delete_everything_of_a_conversation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        for id in ["c1", "c2"] {
+            store
+                .create_conversation(id.into(), "h".into())
+                .await
+                .unwrap();
+            let message = format!("m-{id}");
+            store
+                .store_turn(turn(id, &message, "private words"))
+                .await
+                .unwrap();
+            assert!(store
+                .store_feedback(id.into(), format!("a-{message}"), true)
+                .await
+                .unwrap());
+        }
+        assert!(store.forget("c1".into()).await.unwrap());
+        assert!(!store.forget("c1".into()).await.unwrap());
+        assert!(store
+            .load_conversation("c1".into())
+            .await
+            .unwrap()
+            .is_none());
+        let left: i64 = store
+            .run(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM messages WHERE conversation_id = 'c1'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(store.purge_before(now_ms() + 1).await.unwrap(), 1);
+        assert!(store
+            .load_conversation("c2".into())
+            .await
+            .unwrap()
+            .is_none());
         drop(store);
         guard.join();
     }
