@@ -66,43 +66,45 @@ fn lint_intents(content: &Content, path: &Path, out: &mut Vec<Warning>) {
             }
         }
         for (example, text) in intent.examples.iter().zip(&examples) {
-            if !intent.matches(text) {
+            // The same matcher the engine uses, so the lint sees what visitors get.
+            let found = intents.find(text);
+            if !found
+                .iter()
+                .any(|m| intents.intents[m.intent].id == intent.id)
+            {
                 out.push(warn(
                     intent.line,
                     format!("intent {:?}: example {example:?} is matched by none of its patterns or keywords", intent.id),
                 ));
                 continue;
             }
-            if let Some(winner) = intents.find(text).first() {
-                let w = &intents.intents[winner.intent];
-                if w.id != intent.id {
-                    out.push(warn(
-                        intent.line,
-                        format!(
-                            "intent {:?}: example {example:?} is taken by intent {:?} (priority {} vs {})",
-                            intent.id, w.id, w.priority, intent.priority
-                        ),
-                    ));
-                }
-            }
-            let scan = intents.sensitive.scan(example);
-            if let Some(&rule) = scan.rules.first() {
+            let winner = &intents.intents[found[0].intent];
+            if winner.id != intent.id {
                 out.push(warn(
                     intent.line,
                     format!(
-                        "intent {:?}: example {example:?} trips sensitive rule {:?} and will escalate",
-                        intent.id, intents.sensitive.rules[rule].id
+                        "intent {:?}: example {example:?} is taken by intent {:?} (priority {} vs {})",
+                        intent.id, winner.id, winner.priority, intent.priority
                     ),
                 ));
             }
         }
-        for keyword in &intent.keywords {
-            let scan = intents.sensitive.scan(keyword);
-            if let Some(&rule) = scan.rules.first() {
+        let phrases = intent
+            .examples
+            .iter()
+            .map(|e| ("example", e, "trips", " and will escalate"))
+            .chain(
+                intent
+                    .keywords
+                    .iter()
+                    .map(|k| ("keyword", k, "is shadowed by", "")),
+            );
+        for (what, phrase, verb, consequence) in phrases {
+            if let Some(&rule) = intents.sensitive.scan(phrase).rules.first() {
                 out.push(warn(
                     intent.line,
                     format!(
-                        "intent {:?}: keyword {keyword:?} is shadowed by sensitive rule {:?}",
+                        "intent {:?}: {what} {phrase:?} {verb} sensitive rule {:?}{consequence}",
                         intent.id, intents.sensitive.rules[rule].id
                     ),
                 ));

@@ -137,18 +137,6 @@ impl Intent {
     pub fn pattern_matches(&self, index: usize, text: &str) -> bool {
         self.patterns.get(index).is_some_and(|p| p.is_match(text))
     }
-
-    /// True when the intent's own rules match `text` (a tidy text).
-    pub fn matches(&self, text: &str) -> bool {
-        self.patterns.iter().any(|p| p.is_match(text)) || {
-            let lower = text.to_lowercase();
-            self.keywords.iter().any(|k| {
-                lower
-                    .match_indices(k.as_str())
-                    .any(|(i, _)| is_whole_word(&lower, i, i + k.len()))
-            })
-        }
-    }
 }
 
 /// How an intent matched.
