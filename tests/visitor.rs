@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{config, Process, TestServer, Visitor};
+use common::{config, database_text, Process, TestServer, Visitor};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -122,11 +122,7 @@ async fn card_number_escalates_and_never_reaches_the_database() {
     drop(v);
     server.stop().await;
 
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    let haystack = String::from_utf8_lossy(&bytes);
+    let haystack = database_text(dir.path());
     assert!(
         haystack.contains("[redacted]"),
         "the redacted message is stored"
@@ -510,12 +506,8 @@ async fn forget_deletes_a_visitors_conversation() {
     };
     assert!(forget().status.success());
     assert!(!forget().status.success(), "a second forget finds nothing");
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
-    }
     assert!(
-        !String::from_utf8_lossy(&bytes).contains("Ada Lovelace"),
+        !database_text(dir.path()).contains("Ada Lovelace"),
         "the visitor's words are gone from the database files"
     );
     let server = TestServer::start(config(dir.path())).await;

@@ -32,6 +32,16 @@ pub fn config(data: &Path) -> Config {
     }
 }
 
+/// Every file of a data directory (database, WAL, ...) as one lossy string,
+/// for checking what is and is not on disk.
+pub fn database_text(data: &Path) -> String {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(data).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// A server running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
