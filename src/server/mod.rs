@@ -227,6 +227,42 @@ pub fn router(app: App) -> Router {
                 )
             }),
         )
+        .route(
+            "/widget.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../../web/widget.js"),
+                )
+            }),
+        )
+        .route(
+            "/agent",
+            get(|| {
+                asset(
+                    "text/html; charset=utf-8",
+                    include_str!("../../web/agent.html"),
+                )
+            }),
+        )
+        .route(
+            "/agent.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../../web/agent.js"),
+                )
+            }),
+        )
+        .route(
+            "/agent.css",
+            get(|| {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../../web/agent.css"),
+                )
+            }),
+        )
         .route("/healthz", get(healthz))
         .route("/ws", get(visitor::upgrade))
         .layer(axum::middleware::map_response(security_headers))
