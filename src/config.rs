@@ -41,6 +41,7 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreConfig,
     pub handoff: HandoffConfig,
+    pub conversations: ConversationConfig,
 }
 
 impl Default for Config {
@@ -56,6 +57,28 @@ impl Default for Config {
             limits: Limits::default(),
             store: StoreConfig::default(),
             handoff: HandoffConfig::default(),
+            conversations: ConversationConfig::default(),
+        }
+    }
+}
+
+/// When conversations end, for the outcome figures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConversationConfig {
+    /// Minutes without a message after which a conversation with the bot is
+    /// closed and its outcome decided (0: only visitors and agents close them).
+    pub idle_close_minutes: u64,
+    /// Hours after an idle close during which the visitor's return reopens the
+    /// conversation (and its outcome is decided again when it next closes).
+    pub reopen_window_hours: u64,
+}
+
+impl Default for ConversationConfig {
+    fn default() -> Self {
+        ConversationConfig {
+            idle_close_minutes: 30,
+            reopen_window_hours: 24,
         }
     }
 }

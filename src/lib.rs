@@ -3,6 +3,7 @@
 //! what it should not handle, and every message is stored before it is
 //! acknowledged.
 
+pub mod analytics;
 pub mod check;
 pub mod config;
 pub mod content;

@@ -70,6 +70,30 @@ enum Command {
         #[arg(long, global = true)]
         data: Option<PathBuf>,
     },
+    /// Deflection rate, CSAT, queue wait and answers per intent and article, from the database.
+    Stats {
+        #[command(flatten)]
+        period: PeriodArgs,
+        /// Rows per hour or per day.
+        #[arg(long, default_value = "day")]
+        bucket: String,
+        /// Print JSON (as /api/stats does) instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Questions nothing answered well, grouped and ranked: what to write next.
+    Gaps {
+        #[command(flatten)]
+        period: PeriodArgs,
+        /// Groups shown at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        content: ContentArgs,
+        /// Print JSON (as /api/gaps does).
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure answer quality on labelled phrasings (JSON lines of text and expect).
     Eval {
         /// The eval file.
@@ -96,6 +120,40 @@ enum AgentCommand {
     List,
     /// Remove an agent; the conversations they held go back to the queue.
     Remove { name: String },
+}
+
+#[derive(Args, Default)]
+struct PeriodArgs {
+    /// Data directory (the database lives here).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Start: 2026-11-01, 2026-11-01T09:00:00Z or epoch milliseconds (default: a week or a month before --to).
+    #[arg(long)]
+    from: Option<String>,
+    /// End, exclusive (default: now).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+impl PeriodArgs {
+    fn range(&self, default_days: i64) -> anyhow::Result<(i64, i64)> {
+        let parse = |s: &String| frontdesk::analytics::parse_time(s).map_err(anyhow::Error::msg);
+        let to = match &self.to {
+            Some(t) => parse(t)?,
+            None => frontdesk::store::now_ms(),
+        };
+        let from = match &self.from {
+            Some(f) => parse(f)?,
+            None => to - default_days * 86_400_000,
+        };
+        anyhow::ensure!(from < to, "--from must be before --to");
+        Ok((from, to))
+    }
+
+    fn reader(&self, config: &Config) -> anyhow::Result<frontdesk::store::Reader> {
+        let dir = self.data.clone().unwrap_or_else(|| config.data_dir.clone());
+        Ok(frontdesk::store::Reader::open(&dir)?)
+    }
 }
 
 #[derive(Args, Default)]
@@ -204,6 +262,155 @@ fn agent_command(config: &Config, command: AgentCommand) -> anyhow::Result<ExitC
     }
 }
 
+fn percent(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.1}%", v * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn seconds(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(s) if s < 120.0 => format!("{s:.0}s"),
+        Some(s) if s < 7200.0 => format!("{:.1}m", s / 60.0),
+        Some(s) => format!("{:.1}h", s / 3600.0),
+    }
+}
+
+fn day_or_hour(ms: i64, bucket: frontdesk::analytics::Bucket) -> String {
+    let t = jiff::Timestamp::from_millisecond(ms).unwrap_or_default();
+    match bucket {
+        frontdesk::analytics::Bucket::Day => t.strftime("%Y-%m-%d").to_string(),
+        frontdesk::analytics::Bucket::Hour => t.strftime("%Y-%m-%d %H:00").to_string(),
+    }
+}
+
+fn print_stats(s: &frontdesk::analytics::Stats) {
+    let t = &s.totals;
+    println!(
+        "{} to {} (UTC), conversations closed in that time",
+        day_or_hour(s.from, frontdesk::analytics::Bucket::Hour),
+        day_or_hour(s.to, frontdesk::analytics::Bucket::Hour)
+    );
+    println!();
+    println!(
+        "deflection rate      {:>8}  ({} of {}: {} confirmed helpful, {} assumed)",
+        percent(t.deflection_rate),
+        t.deflected,
+        t.conversations,
+        t.deflected_confirmed,
+        t.deflected_assumed
+    );
+    println!(
+        "confirmed resolution {:>8}",
+        percent(t.confirmed_resolution_rate)
+    );
+    let reasons: Vec<String> = t
+        .escalated_by_reason
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    println!(
+        "escalated            {:>8}  ({})",
+        t.escalated,
+        reasons.join(", ")
+    );
+    println!("unanswered           {:>8}", t.unanswered);
+    println!(
+        "greeting only        {:>8}  (counted in none of the above)",
+        t.no_question
+    );
+    println!(
+        "CSAT                 {:>8}  ({} ratings, mean {})",
+        percent(t.csat.satisfied),
+        t.csat.responses,
+        t.csat
+            .mean
+            .map(|m| format!("{m:.2}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "queue wait           {:>8}  median, {} p90 ({} conversations)",
+        seconds(t.queue_wait.median_seconds),
+        seconds(t.queue_wait.p90_seconds),
+        t.queue_wait.count
+    );
+    println!(
+        "resolution time      {:>8}  median, {} p90",
+        seconds(t.resolution_time.median_seconds),
+        seconds(t.resolution_time.p90_seconds)
+    );
+    println!();
+    println!(
+        "{:<17} {:>6} {:>9} {:>10} {:>9} {:>10} {:>6} {:>8}",
+        "period", "convs", "deflected", "deflection", "escalated", "unanswered", "CSAT", "wait"
+    );
+    for p in &s.series {
+        let m = &p.summary;
+        if m.conversations == 0 && m.no_question == 0 {
+            continue;
+        }
+        println!(
+            "{:<17} {:>6} {:>9} {:>10} {:>9} {:>10} {:>6} {:>8}",
+            day_or_hour(p.start, s.bucket),
+            m.conversations,
+            m.deflected,
+            percent(m.deflection_rate),
+            m.escalated,
+            m.unanswered,
+            percent(m.csat.satisfied),
+            seconds(m.queue_wait.median_seconds)
+        );
+    }
+    for (heading, rows) in [("intents", &s.intents), ("articles", &s.articles)] {
+        if rows.is_empty() {
+            continue;
+        }
+        println!();
+        println!(
+            "{:<48} {:>8} {:>8} {:>12}",
+            heading, "answered", "helpful", "not helpful"
+        );
+        for r in rows.iter().take(20) {
+            println!(
+                "{:<48} {:>8} {:>8} {:>12}",
+                r.id, r.answered, r.helpful, r.not_helpful
+            );
+        }
+    }
+}
+
+fn print_gaps(gaps: &[frontdesk::analytics::Gap], questions: usize) {
+    if gaps.is_empty() {
+        println!("no unanswered or not-helpful questions in this period");
+        return;
+    }
+    println!(
+        "{questions} unanswered or not-helpful questions, in {} groups, largest first",
+        gaps.len()
+    );
+    for (i, g) in gaps.iter().enumerate() {
+        println!();
+        println!(
+            "{}. {} asked ({} unanswered, {} not helpful)  terms: {}",
+            i + 1,
+            g.count,
+            g.unanswered,
+            g.not_helpful,
+            g.terms.join(" ")
+        );
+        for e in &g.examples {
+            println!("     \"{e}\"");
+        }
+        match &g.nearest_article {
+            Some(n) => println!(
+                "   nearest article: {} ({}), confidence {:.2}",
+                n.id, n.title, n.confidence
+            ),
+            None => println!("   nearest article: none"),
+        }
+    }
+}
+
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(p) => Ok(Config::load(p)?),
@@ -300,6 +507,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Stats {
+            period,
+            bucket,
+            json,
+        } => {
+            let (from, to) = period.range(7)?;
+            let bucket =
+                frontdesk::analytics::Bucket::parse(&bucket).map_err(anyhow::Error::msg)?;
+            let reader = period.reader(&config)?;
+            let stats = reader.with(|c| frontdesk::analytics::stats(c, from, to, bucket))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print_stats(&stats);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gaps {
+            period,
+            limit,
+            content,
+            json,
+        } => {
+            apply_content(&mut config, &content);
+            let (from, to) = period.range(30)?;
+            let reader = period.reader(&config)?;
+            let questions = reader.with(|c| frontdesk::analytics::questions(c, from, to))?;
+            let content = load_content(&config)?;
+            let gaps = frontdesk::analytics::group(&questions, Some(&content), limit);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"from": from, "to": to, "gaps": gaps})
+                    )?
+                );
+            } else {
+                print_gaps(&gaps, questions.len());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Agent { command, data } => {
             if let Some(d) = data {

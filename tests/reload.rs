@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::{config, fixtures, TestServer, Visitor};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -23,14 +22,8 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 async fn healthz(addr: std::net::SocketAddr) -> Value {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
-    let body = response.split("\r\n\r\n").nth(1).expect("a body");
-    serde_json::from_str(body).expect("healthz is JSON")
+    let r = common::http_get(addr, "/healthz", &[]).await;
+    serde_json::from_str(&r.body).expect("healthz is JSON")
 }
 
 /// Asks until the reply satisfies `done` (reloads are asynchronous), 10 s at most.

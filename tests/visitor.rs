@@ -433,15 +433,10 @@ async fn websocket_origin_is_checked() {
 
 #[tokio::test]
 async fn pages_carry_a_strict_content_security_policy() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config(dir.path())).await;
-    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.unwrap();
+    let page = common::http_get(server.addr, "/", &[]).await;
+    let response = format!("{}\n\n{}", page.headers, page.body);
     let lower = response.to_lowercase();
     assert!(
         lower.contains("content-security-policy: default-src 'none'; script-src 'self'"),

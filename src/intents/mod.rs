@@ -125,6 +125,9 @@ pub struct Intent {
     pub slots: Vec<Slot>,
     /// Line of the `[[intent]]` table in the file.
     pub line: usize,
+    /// Greetings, thanks and goodbyes: answered, but not questions, so a
+    /// conversation of only these counts in no outcome.
+    pub smalltalk: bool,
 }
 
 impl Intent {
@@ -356,6 +359,7 @@ impl Intents {
                 quick_replies: r.quick_replies,
                 slots,
                 line,
+                smalltalk: r.smalltalk,
             });
         }
 

@@ -37,6 +37,8 @@ pub struct RawIntent {
     pub quick_replies: Vec<String>,
     #[serde(default)]
     pub slots: Vec<Spanned<RawSlot>>,
+    #[serde(default)]
+    pub smalltalk: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -128,6 +128,7 @@ async fn run(socket: WebSocket, app: App, ip: IpAddr, conn: u64) {
         return;
     };
     tracing::info!(agent = %name, "agent signed in");
+    app.metrics().connection(true, 1);
 
     let (events_tx, mut events) = mpsc::channel::<Arc<str>>(1024);
     let hub = &app.inner.hub;
@@ -189,43 +190,38 @@ async fn run(socket: WebSocket, app: App, ip: IpAddr, conn: u64) {
             agents: hub.online(),
         });
     }
+    app.metrics().connection(true, -1);
     tracing::info!(agent = %name, "agent signed out");
     drop(session);
     let _ = writer.await;
 }
 
+/// The verdict on a presented token.
+pub(super) enum SignIn {
+    /// The agent's name, and whether they are an admin.
+    Agent(String, bool),
+    /// No agent has this token.
+    Bad,
+    /// Too many failures from this address lately.
+    Refused,
+    /// The agents could not be read.
+    Unavailable,
+}
+
 /// Checks a token against every agent's hash, in constant time per
-/// comparison, after the delay the address has earned.
-async fn sign_in(
-    app: &App,
-    ip: IpAddr,
-    token: &str,
-    out: &mpsc::Sender<Message>,
-) -> Option<(String, bool)> {
+/// comparison, after the delay the address has earned by failing before.
+pub(super) async fn check_token(app: &App, ip: IpAddr, token: &str) -> SignIn {
     let throttle = &app.inner.throttle;
-    let send = |frame: AgentServerFrame| {
-        let _ = out.try_send(Message::Text(frame.to_json().into()));
-    };
     let Some(delay) = throttle.delay(ip, std::time::Instant::now()) else {
-        tracing::warn!(%ip, "agent sign-in refused: too many failures");
-        send(AgentServerFrame::error(
-            codes::TOO_MANY_ATTEMPTS,
-            "too many failed sign-ins from this address; try again in 10 minutes",
-            None,
-        ));
-        return None;
+        tracing::warn!(%ip, "sign-in refused: too many failures");
+        return SignIn::Refused;
     };
     tokio::time::sleep(delay).await;
     let agents = match app.store().agents().await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "agents not loaded");
-            send(AgentServerFrame::error(
-                codes::STORE_UNAVAILABLE,
-                "sign-in is unavailable; try again",
-                None,
-            ));
-            return None;
+            return SignIn::Unavailable;
         }
     };
     let hash = hash_token(token.trim());
@@ -236,20 +232,41 @@ async fn sign_in(
         }
     }
     match found {
-        Some(f) => {
+        Some((name, admin)) => {
             throttle.succeeded(ip);
-            Some(f)
+            SignIn::Agent(name, admin)
         }
         None => {
             throttle.failed(ip, std::time::Instant::now());
-            tracing::warn!(%ip, "agent sign-in failed");
-            send(AgentServerFrame::error(
-                codes::AUTH_FAILED,
-                "that token is not valid",
-                None,
-            ));
-            None
+            tracing::warn!(%ip, "sign-in failed");
+            SignIn::Bad
         }
+    }
+}
+
+/// Signs an agent in, telling the console why not when it fails.
+async fn sign_in(
+    app: &App,
+    ip: IpAddr,
+    token: &str,
+    out: &mpsc::Sender<Message>,
+) -> Option<(String, bool)> {
+    let refuse = |code: &'static str, message: &str| {
+        let frame = AgentServerFrame::error(code, message, None);
+        let _ = out.try_send(Message::Text(frame.to_json().into()));
+        None
+    };
+    match check_token(app, ip, token).await {
+        SignIn::Agent(name, admin) => Some((name, admin)),
+        SignIn::Bad => refuse(codes::AUTH_FAILED, "that token is not valid"),
+        SignIn::Refused => refuse(
+            codes::TOO_MANY_ATTEMPTS,
+            "too many failed sign-ins from this address; try again in 10 minutes",
+        ),
+        SignIn::Unavailable => refuse(
+            codes::STORE_UNAVAILABLE,
+            "sign-in is unavailable; try again",
+        ),
     }
 }
 
@@ -361,7 +378,10 @@ impl Session {
             }
             AgentFrame::Claim { conversation_id } => {
                 match store.claim(conversation_id.clone(), me.clone()).await {
-                    Ok(Ok(_)) => {
+                    Ok(Ok(waited_ms)) => {
+                        app.metrics()
+                            .queue_wait_seconds
+                            .observe(waited_ms as f64 / 1000.0);
                         tracing::info!(conversation = %conversation_id, agent = %me, "claimed");
                         hub.to_visitor(&conversation_id, VisitorEvent::State("with_agent"));
                         hub.to_visitor(
@@ -396,6 +416,7 @@ impl Session {
                     .await
                 {
                     Ok(Ok(Written::Stored { at })) => {
+                        app.metrics().agent_message();
                         self.send(AgentServerFrame::Ack { id });
                         hub.to_visitor(
                             &conversation_id,
@@ -504,6 +525,7 @@ impl Session {
                     .await
                 {
                     Ok(Ok(outcome)) => {
+                        app.metrics().closed(&outcome);
                         tracing::info!(conversation = %conversation_id, agent = %me, "closed by agent");
                         hub.to_visitor(&conversation_id, VisitorEvent::State("closed"));
                         hub.to_visitor(

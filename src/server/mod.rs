@@ -3,6 +3,7 @@
 //! [`run`] takes an already bound listener and any shutdown future, so tests
 //! start a real server on `127.0.0.1:0` and stop it when they choose.
 
+mod admin;
 mod agent;
 mod reload;
 mod visitor;
@@ -41,6 +42,8 @@ struct Inner {
     hub: crate::handoff::Hub,
     throttle: crate::handoff::Throttle,
     hours: crate::hours::Hours,
+    metrics: crate::analytics::Metrics,
+    reader: crate::store::Reader,
 }
 
 /// Outcomes of live content reloads.
@@ -70,6 +73,11 @@ impl App {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
+
+    /// The live counters behind `/metrics`.
+    pub fn metrics(&self) -> &crate::analytics::Metrics {
+        &self.inner.metrics
+    }
 }
 
 /// A server ready to run: its state and what must be awaited to stop it cleanly.
@@ -88,6 +96,8 @@ impl Server {
             crate::store::Store::open(&config.data_dir, &config.store).map_err(|e| {
                 anyhow::anyhow!("opening the store in {}: {e}", config.data_dir.display())
             })?;
+        let reader = crate::store::Reader::open(&config.data_dir)
+            .map_err(|e| anyhow::anyhow!("opening the store for reading: {e}"))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (alive, alive_rx) = mpsc::channel(1);
         let connections = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -107,6 +117,8 @@ impl Server {
                 hub: Default::default(),
                 throttle: Default::default(),
                 hours,
+                metrics: Default::default(),
+                reader,
             }),
         };
         Ok(Server {
@@ -138,6 +150,7 @@ impl Server {
         let router = router(app.clone());
         let retention = tokio::spawn(purge_old_conversations(app.clone()));
         let queue = tokio::spawn(broadcast_queue(app.clone()));
+        let idle = tokio::spawn(close_idle_conversations(app.clone()));
         let watcher = if app.config().watch_content {
             let (intents, kb) = (
                 app.config().intents.clone(),
@@ -181,6 +194,8 @@ impl Server {
         let _ = retention.await;
         queue.abort();
         let _ = queue.await;
+        idle.abort();
+        let _ = idle.await;
         // The reload task holds the state; it ends when the watcher is gone.
         drop(watcher);
         // Sessions see the shutdown flag, close their sockets and drop their `alive` clones.
@@ -207,8 +222,41 @@ async fn broadcast_queue(app: App) {
             }
         };
         let order: Vec<String> = queue.iter().map(|e| e.conversation_id.clone()).collect();
+        let oldest = queue.iter().map(|e| e.waiting_ms).max().unwrap_or(0);
+        app.metrics().queue(queue.len(), oldest);
         hub.send_positions(&order, interval);
         hub.to_agents(&crate::protocol::agent::AgentServerFrame::Queue { entries: queue });
+    }
+}
+
+/// Closes conversations with the bot that have gone quiet, deciding their
+/// outcome; a visitor who comes back within the reopen window reopens theirs.
+async fn close_idle_conversations(app: App) {
+    let minutes = app.config().conversations.idle_close_minutes;
+    if minutes == 0 {
+        return;
+    }
+    let every = std::time::Duration::from_secs((minutes * 60 / 4).clamp(5, 60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let before = crate::store::now_ms() - (minutes * 60_000) as i64;
+        match app.store().close_idle(before).await {
+            Ok(closed) => {
+                for (id, outcome) in closed {
+                    app.metrics().closed(&outcome);
+                    let hub = &app.inner.hub;
+                    hub.to_visitor(&id, crate::handoff::VisitorEvent::State("closed"));
+                    hub.to_visitor(
+                        &id,
+                        crate::handoff::VisitorEvent::Frame(crate::protocol::ServerFrame::Closed {
+                            outcome,
+                        }),
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "idle conversations not closed"),
+        }
     }
 }
 
@@ -301,6 +349,39 @@ pub fn router(app: App) -> Router {
             }),
         )
         .route("/healthz", get(healthz))
+        // Browsers ask for an icon on every page; there is none.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/metrics", get(metrics))
+        .route(
+            "/admin",
+            get(|| {
+                asset(
+                    "text/html; charset=utf-8",
+                    include_str!("../../web/admin.html"),
+                )
+            }),
+        )
+        .route(
+            "/admin.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../../web/admin.js"),
+                )
+            }),
+        )
+        .route(
+            "/admin.css",
+            get(|| {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../../web/admin.css"),
+                )
+            }),
+        )
+        .route("/api/stats", get(admin::stats))
+        .route("/api/stats.csv", get(admin::stats_csv))
+        .route("/api/gaps", get(admin::gaps))
         .route("/ws", get(visitor::upgrade))
         .route("/agent/ws", get(agent::upgrade))
         .layer(axum::middleware::map_response(security_headers))
@@ -335,6 +416,27 @@ async fn security_headers(mut response: Response) -> Response {
     set(h, "referrer-policy", "no-referrer");
     set(h, "x-frame-options", "DENY");
     response
+}
+
+/// `/metrics`: Prometheus text exposition.
+async fn metrics(State(app): State<App>) -> Response {
+    let content = app.content();
+    let reloads = &app.inner.reloads;
+    let body = app.metrics().render(&crate::analytics::Gauges {
+        agents_online: app.inner.hub.online().len(),
+        reloads_ok: reloads.ok.load(std::sync::atomic::Ordering::Relaxed),
+        reloads_failed: reloads.failed.load(std::sync::atomic::Ordering::Relaxed),
+        intents: content.intents.intents.len(),
+        articles: content.kb.documents().count(),
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthz(State(app): State<App>) -> Response {
@@ -373,11 +475,15 @@ pub fn serve_main(config: Config) -> anyhow::Result<()> {
             articles = content.kb.documents().count(),
             "content loaded"
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        tracing::info!(addr = %listener.local_addr()?, data = %config.data_dir.display(), "serving");
+        // The store is open and migrated before the address is announced, so
+        // whatever waits for the address finds the database ready.
+        let listen = config.listen;
+        let data = config.data_dir.clone();
         let server = Server::new(config, content)?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "serving");
         server
             .run(listener, async {
                 shutdown_signal().await;

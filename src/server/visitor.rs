@@ -154,6 +154,7 @@ async fn run(socket: WebSocket, app: App, conn: u64) {
         offline: None,
         too_slow: false,
     };
+    session.app.metrics().connection(false, 1);
     tracing::debug!("connected");
     loop {
         if *shutdown.borrow_and_update() {
@@ -189,6 +190,7 @@ async fn run(socket: WebSocket, app: App, conn: u64) {
             break;
         }
     }
+    session.app.metrics().connection(false, -1);
     drop(session);
     let _ = writer.await;
     tracing::debug!("disconnected");
@@ -313,7 +315,20 @@ impl Session {
     async fn hello(&mut self, conversation_id: Option<String>, resume_token: Option<String>) {
         let store = self.app.store().clone();
         if let (Some(id), Some(token)) = (conversation_id, resume_token) {
-            match store.load_conversation(id).await {
+            let mut loaded = store.load_conversation(id.clone()).await;
+            if let Ok(Some(c)) = &loaded {
+                // A conversation that closed for idleness reopens when its
+                // visitor comes back within the window.
+                if c.state == "closed" && same_secret(&hash_token(&token), &c.resume_hash) {
+                    let hours = self.app.config().conversations.reopen_window_hours as i64;
+                    let since = crate::store::now_ms() - hours * 3_600_000;
+                    if let Ok(true) = store.reopen(id.clone(), since).await {
+                        tracing::debug!(conversation = %id, "reopened");
+                        loaded = store.load_conversation(id).await;
+                    }
+                }
+            }
+            match loaded {
                 Ok(Some(c))
                     if c.state != "closed" && same_secret(&hash_token(&token), &c.resume_hash) =>
                 {
@@ -392,6 +407,7 @@ impl Session {
             let conversation_id = conv.id.clone();
             match self.app.store().store_turn(turn).await {
                 Ok(TurnOutcome::Stored { .. }) => {
+                    self.app.metrics().visitor_message();
                     self.send(ServerFrame::Ack { id: id.clone() });
                     let hub = &self.app.inner.hub;
                     hub.to_agents(&AgentServerFrame::VisitorMessage {
@@ -410,19 +426,30 @@ impl Session {
             return;
         }
         let content = self.app.content();
+        let started = std::time::Instant::now();
         let decision = engine::decide(&content, &conv.ctx, &text, &self.app.config().engine);
         tracing::trace!(text = %decision.redacted, "visitor message");
         let redacted = decision.redacted.clone();
-        self.apply(Some((id, redacted)), decision).await;
+        self.apply(
+            Some((id, redacted)),
+            decision,
+            started.elapsed().as_secs_f64(),
+        )
+        .await;
     }
 
     async fn choice(&mut self, id: String, value: String) {
         if value == "request_human" {
             // Store the click as the visitor's message, then escalate.
             let conv = self.conversation.as_ref().expect("checked by caller");
+            let started = std::time::Instant::now();
             let decision = engine::request_human(&conv.ctx, &self.app.config().engine);
-            self.apply(Some((id, "Talk to a person".into())), decision)
-                .await;
+            self.apply(
+                Some((id, "Talk to a person".into())),
+                decision,
+                started.elapsed().as_secs_f64(),
+            )
+            .await;
             return;
         }
         let content = self.app.content();
@@ -430,6 +457,7 @@ impl Session {
         if conv.state != "bot" {
             return self.message(id, value).await;
         }
+        let started = std::time::Instant::now();
         let decision = engine::choose(&content, &conv.ctx, &value, &self.app.config().engine);
         // Store what the visitor saw on the button, not the internal value.
         let label = value
@@ -437,7 +465,8 @@ impl Session {
             .and_then(|a| content.kb.get(a))
             .map(|i| content.kb.articles[i].title.clone())
             .unwrap_or_else(|| decision.redacted.clone());
-        self.apply(Some((id, label)), decision).await;
+        self.apply(Some((id, label)), decision, started.elapsed().as_secs_f64())
+            .await;
     }
 
     async fn feedback(&mut self, answer_id: String, helpful: bool) {
@@ -456,8 +485,10 @@ impl Session {
         }
         let conv = self.conversation.as_ref().expect("checked by caller");
         if !helpful && conv.state == "bot" {
+            let started = std::time::Instant::now();
             let decision = engine::negative_feedback(&conv.ctx, &self.app.config().engine);
-            self.apply(None, decision).await;
+            self.apply(None, decision, started.elapsed().as_secs_f64())
+                .await;
         }
     }
 
@@ -466,8 +497,10 @@ impl Session {
         if conv.state != "bot" {
             return self.send_queue_position().await;
         }
+        let started = std::time::Instant::now();
         let decision = engine::request_human(&conv.ctx, &self.app.config().engine);
-        self.apply(None, decision).await;
+        self.apply(None, decision, started.elapsed().as_secs_f64())
+            .await;
     }
 
     async fn close_conversation(&mut self) {
@@ -479,6 +512,7 @@ impl Session {
         let id = conv.id.clone();
         match self.app.store().close_conversation(id.clone()).await {
             Ok(outcome) => {
+                self.app.metrics().closed(&outcome);
                 let conv = self.conversation.as_mut().expect("checked by caller");
                 conv.state = "closed".into();
                 self.send(ServerFrame::Closed { outcome });
@@ -553,7 +587,7 @@ impl Session {
 
     /// Stores a turn and, once committed, acknowledges the visitor's message
     /// and sends the reply.
-    async fn apply(&mut self, visitor: Option<(String, String)>, mut d: Decision) {
+    async fn apply(&mut self, visitor: Option<(String, String)>, mut d: Decision, took: f64) {
         let escalates = d.kind == Kind::Escalate;
         // An escalation reaches the queue only when people are in and it has room;
         // otherwise the visitor is offered to leave a message.
@@ -588,13 +622,26 @@ impl Session {
                 score: d.score,
                 escalation: d.escalation,
                 explanation: serde_json::to_string(&d.explanation).expect("explanation serializes"),
+                smalltalk: d.kind == Kind::Answer
+                    && d.source.as_ref().is_some_and(|s| {
+                        s.kind == crate::engine::SourceKind::Intent
+                            && self
+                                .app
+                                .content()
+                                .intents
+                                .get(&s.id)
+                                .is_some_and(|i| i.smalltalk)
+                    }),
             }),
             state: queues.then_some("queued"),
             context: serde_json::to_string(&d.next).expect("context serializes"),
         };
         match self.app.store().store_turn(turn).await {
             Ok(TurnOutcome::Stored { .. }) => {
+                let metrics = self.app.metrics();
+                metrics.decision(d.kind, d.escalation, took);
                 if let Some((id, _)) = visitor {
+                    metrics.visitor_message();
                     self.send(ServerFrame::Ack { id });
                 }
                 tracing::debug!(kind = d.kind.as_str(), rule = %d.explanation.rule, "reply");

@@ -203,7 +203,8 @@ impl Store {
     }
 
     /// `agent` takes a queued conversation. Exactly one of several racing
-    /// claims wins; the others learn who holds it.
+    /// claims wins, and learns how long the conversation waited (ms); the
+    /// others learn who holds it.
     pub async fn claim(&self, conversation_id: String, agent: String) -> Handoff<i64> {
         self.run(move |c| {
             match holder(c, &conversation_id)? {
@@ -224,7 +225,10 @@ impl Store {
                 (&conversation_id, &agent, now),
             )?;
             system_message(c, &conversation_id, &agent, &format!("{agent} joined"), now)?;
-            Ok(Ok(now))
+            let queued_at: Option<i64> = c
+                .prepare_cached("SELECT queued_at FROM conversations WHERE id = ?1")?
+                .query_row([&conversation_id], |r| r.get(0))?;
+            Ok(Ok(now - queued_at.unwrap_or(now)))
         })
         .await
     }
@@ -362,7 +366,7 @@ impl Store {
                 "UPDATE conversations SET resolution = ?2 WHERE id = ?1",
                 (&conversation_id, &resolution),
             )?;
-            Ok(Ok(super::close(c, &conversation_id)?))
+            Ok(Ok(super::close(c, &conversation_id, "agent")?))
         })
         .await
     }

@@ -93,6 +93,8 @@ impl Store {
         })?;
         let path = data_dir.join("frontdesk.db");
         let mut conn = Connection::open(&path)?;
+        // Another process (the CLI beside a server) may hold a lock for a moment.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "wal")?;
         conn.pragma_update(
             None,
@@ -262,7 +264,53 @@ impl Store {
 
     /// Closes a conversation and decides its outcome from what happened in it.
     pub async fn close_conversation(&self, conversation_id: String) -> Result<String, StoreError> {
-        self.run(move |c| close(c, &conversation_id)).await
+        self.run(move |c| close(c, &conversation_id, "visitor"))
+            .await
+    }
+
+    /// Closes conversations with the bot that have been idle since
+    /// `before_ms`; returns each one's id and outcome.
+    pub async fn close_idle(&self, before_ms: i64) -> Result<Vec<(String, String)>, StoreError> {
+        self.run(move |c| {
+            let ids: Vec<String> = c
+                .prepare_cached(
+                    "SELECT id FROM conversations WHERE state = 'bot' AND updated_at < ?1 LIMIT 10000",
+                )?
+                .query_map([before_ms], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let outcome = close(c, &id, "idle")?;
+                out.push((id, outcome));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Reopens a conversation that closed for idleness after `since_ms`,
+    /// clearing its outcome, which is decided again when it next closes.
+    /// Returns whether it was reopened.
+    pub async fn reopen(&self, conversation_id: String, since_ms: i64) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            let now = now_ms();
+            let n = exec(
+                c,
+                "UPDATE conversations SET state = 'bot', outcome = NULL, closed_at = NULL, closed_by = NULL,
+                        updated_at = ?3
+                 WHERE id = ?1 AND state = 'closed' AND closed_by = 'idle' AND closed_at >= ?2",
+                (&conversation_id, since_ms, now),
+            )?;
+            if n > 0 {
+                exec(
+                    c,
+                    "INSERT INTO messages (conversation_id, role, text, created_at) VALUES (?1, 'system', 'conversation reopened', ?2)",
+                    (&conversation_id, now),
+                )?;
+            }
+            Ok(n > 0)
+        })
+        .await
     }
 }
 
@@ -281,11 +329,14 @@ fn queue_position(c: &Connection, id: &str) -> rusqlite::Result<Option<u32>> {
     Ok(pos.map(|p| p as u32))
 }
 
-/// Closes a conversation and decides its outcome from what happened in it.
-fn close(c: &Connection, conversation_id: &str) -> Result<String, StoreError> {
+/// Closes a conversation and decides its outcome from what happened in it:
+/// escalated if it was ever escalated (queued, or offered a ticket when nobody
+/// could take it); deflected if the bot answered and no person wrote;
+/// unanswered if the bot only fell back; otherwise no question was asked.
+fn close(c: &Connection, conversation_id: &str, closed_by: &str) -> Result<String, StoreError> {
     let (reason, answers, fallbacks): (Option<String>, i64, i64) = c.query_row(
         "SELECT escalation_reason,
-                (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'answer'),
+                (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'answer' AND d.smalltalk = 0),
                 (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'fallback')
          FROM conversations WHERE id = ?1",
         [conversation_id],
@@ -302,15 +353,71 @@ fn close(c: &Connection, conversation_id: &str) -> Result<String, StoreError> {
     };
     let now = now_ms();
     c.execute(
-        "UPDATE conversations SET state = 'closed', outcome = ?2, closed_at = ?3, updated_at = ?3
+        "UPDATE conversations SET state = 'closed', outcome = ?2, closed_at = ?3, updated_at = ?3, closed_by = ?4
          WHERE id = ?1",
-        (conversation_id, outcome, now),
+        (conversation_id, outcome, now, closed_by),
     )?;
     c.execute(
         "INSERT INTO messages (conversation_id, role, text, created_at) VALUES (?1, 'system', 'conversation closed', ?2)",
         (conversation_id, now),
     )?;
     Ok(outcome.to_string())
+}
+
+/// A read-only connection for reports (statistics, content gaps): it reads
+/// a consistent snapshot beside the writer without holding it up.
+#[derive(Clone)]
+pub struct Reader {
+    conn: std::sync::Arc<std::sync::Mutex<Connection>>,
+}
+
+impl Reader {
+    /// Opens `data_dir/frontdesk.db`, which must exist, for reading.
+    pub fn open(data_dir: &Path) -> Result<Reader, StoreError> {
+        let path = data_dir.join("frontdesk.db");
+        if !path.exists() {
+            return Err(StoreError::Schema(format!(
+                "no database at {}; has frontdesk served from this data directory?",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < schema::latest() {
+            return Err(StoreError::Schema(format!(
+                "the database in {} is at schema version {version}; run `frontdesk serve` once to upgrade it",
+                data_dir.display()
+            )));
+        }
+        Ok(Reader {
+            conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection (blocking; call from a blocking context).
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.lock().expect("reader lock");
+        f(&conn)
+    }
+
+    /// Runs `f` on the connection on tokio's blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.with(f))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
 }
 
 /// A conversation as stored.
@@ -335,6 +442,8 @@ pub struct BotReply {
     pub escalation: Option<crate::engine::EscalationReason>,
     /// The explanation as JSON.
     pub explanation: String,
+    /// Answered small talk (a greeting, thanks), not a question.
+    pub smalltalk: bool,
 }
 
 /// One turn of a conversation to store atomically.
@@ -489,8 +598,9 @@ fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
         exec(
                 c,
             "INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, source_type, source_id,
-                                    source_json, quick_replies, score, escalation_reason, explanation, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                    source_json, quick_replies, score, escalation_reason, explanation, created_at,
+                                    smalltalk)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             rusqlite::params![
                 r.answer_id,
                 t.conversation_id,
@@ -507,6 +617,7 @@ fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
                 r.escalation.map(|e| e.as_str()),
                 r.explanation,
                 now,
+                r.smalltalk,
             ],
         )?;
         exec(
@@ -557,6 +668,7 @@ mod tests {
                 score: 1.0,
                 escalation: None,
                 explanation: "{}".into(),
+                smalltalk: false,
             }),
             state: None,
             context: "{}".into(),

@@ -94,23 +94,39 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (conversation_id, client_id)
     );
     CREATE INDEX tickets_created ON tickets (created_at);",
+    // 3: who or what closed a conversation (a visitor, an agent, or idleness,
+    // after which the visitor may reopen it), and indexes for the analytics.
+    "ALTER TABLE conversations ADD COLUMN closed_by TEXT;
+    CREATE INDEX conversations_closed ON conversations (closed_at) WHERE closed_at IS NOT NULL;
+    CREATE INDEX decisions_created ON decisions (created_at);
+    ALTER TABLE decisions ADD COLUMN smalltalk INTEGER NOT NULL DEFAULT 0;",
 ];
 
-/// Brings the database up to the latest schema version.
+/// The schema version this build writes.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the database up to the latest schema version. Each step re-reads
+/// the version inside a write transaction, so two processes opening the same
+/// new database (a server starting while `frontdesk agent add` runs, say)
+/// apply each migration once.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let latest = MIGRATIONS.len() as i64;
-    if version > latest {
-        return Err(StoreError::Schema(format!(
-            "database schema version {version} is newer than this frontdesk understands ({latest}); upgrade frontdesk"
-        )));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    let latest = latest();
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > latest {
+            return Err(StoreError::Schema(format!(
+                "database schema version {version} is newer than this frontdesk understands ({latest}); upgrade frontdesk"
+            )));
+        }
+        if version == latest {
+            return Ok(());
+        }
+        tx.execute_batch(MIGRATIONS[version as usize])?;
+        tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
-        tracing::info!(version = i + 1, "database migrated");
+        tracing::info!(version = version + 1, "database migrated");
     }
-    Ok(())
 }

@@ -1,0 +1,342 @@
+//! Live counters of a running server, exposed in Prometheus' text format at
+//! `/metrics`. Lock-free atomics on the hot paths; the exposition is written
+//! by hand (a few families, one format).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::engine::{EscalationReason, Kind};
+
+const KINDS: [Kind; 4] = [Kind::Answer, Kind::Clarify, Kind::Fallback, Kind::Escalate];
+const REASONS: [EscalationReason; 5] = [
+    EscalationReason::Requested,
+    EscalationReason::Sensitive,
+    EscalationReason::RepeatedFallback,
+    EscalationReason::NegativeFeedback,
+    EscalationReason::IntentRule,
+];
+/// Outcomes counted when conversations close.
+pub const OUTCOMES: [&str; 4] = ["deflected", "escalated", "unanswered", "no_question"];
+
+/// A histogram with fixed upper bounds (in seconds).
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, seconds: f64) {
+        if let Some(i) = self.bounds.iter().position(|&b| seconds <= b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.sum_us
+            .fetch_add((seconds.max(0.0) * 1e6) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn write(&self, out: &mut String, name: &str) {
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Everything `/metrics` reports that the server counts itself.
+pub struct Metrics {
+    visitor_messages: AtomicU64,
+    agent_messages: AtomicU64,
+    decisions: [AtomicU64; 4],
+    escalations: [AtomicU64; 5],
+    closed: [AtomicU64; 4],
+    pub decision_seconds: Histogram,
+    pub queue_wait_seconds: Histogram,
+    queue_length: AtomicU64,
+    queue_oldest_ms: AtomicU64,
+    visitor_connections: AtomicI64,
+    agent_connections: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            visitor_messages: AtomicU64::new(0),
+            agent_messages: AtomicU64::new(0),
+            decisions: Default::default(),
+            escalations: Default::default(),
+            closed: Default::default(),
+            decision_seconds: Histogram::new(&[
+                0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+                0.01, 0.025, 0.05, 0.1,
+            ]),
+            queue_wait_seconds: Histogram::new(&[
+                5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0,
+            ]),
+            queue_length: AtomicU64::new(0),
+            queue_oldest_ms: AtomicU64::new(0),
+            visitor_connections: AtomicI64::new(0),
+            agent_connections: AtomicI64::new(0),
+        }
+    }
+}
+
+/// Values the metrics read from elsewhere at exposition time.
+pub struct Gauges {
+    pub agents_online: usize,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub intents: usize,
+    pub articles: usize,
+}
+
+impl Metrics {
+    pub fn visitor_message(&self) {
+        self.visitor_messages.fetch_add(1, Relaxed);
+    }
+
+    pub fn agent_message(&self) {
+        self.agent_messages.fetch_add(1, Relaxed);
+    }
+
+    /// A decision made in `seconds`.
+    pub fn decision(&self, kind: Kind, escalation: Option<EscalationReason>, seconds: f64) {
+        if let Some(i) = KINDS.iter().position(|&k| k == kind) {
+            self.decisions[i].fetch_add(1, Relaxed);
+        }
+        if let Some(i) = escalation.and_then(|r| REASONS.iter().position(|&x| x == r)) {
+            self.escalations[i].fetch_add(1, Relaxed);
+        }
+        self.decision_seconds.observe(seconds);
+    }
+
+    /// A conversation closed with this outcome.
+    pub fn closed(&self, outcome: &str) {
+        if let Some(i) = OUTCOMES.iter().position(|&o| o == outcome) {
+            self.closed[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn queue(&self, length: usize, oldest_wait_ms: i64) {
+        self.queue_length.store(length as u64, Relaxed);
+        self.queue_oldest_ms
+            .store(oldest_wait_ms.max(0) as u64, Relaxed);
+    }
+
+    /// A websocket opened (+1) or closed (-1).
+    pub fn connection(&self, agent: bool, delta: i64) {
+        let g = if agent {
+            &self.agent_connections
+        } else {
+            &self.visitor_connections
+        };
+        g.fetch_add(delta, Relaxed);
+    }
+
+    /// The Prometheus text exposition (version 0.0.4).
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let o = &mut out;
+        header(
+            o,
+            "frontdesk_messages_total",
+            "counter",
+            "Messages stored, by who wrote them.",
+        );
+        sample(
+            o,
+            "frontdesk_messages_total",
+            "role",
+            "visitor",
+            self.visitor_messages.load(Relaxed),
+        );
+        sample(
+            o,
+            "frontdesk_messages_total",
+            "role",
+            "agent",
+            self.agent_messages.load(Relaxed),
+        );
+        header(
+            o,
+            "frontdesk_decisions_total",
+            "counter",
+            "Bot decisions, by kind.",
+        );
+        for (k, c) in KINDS.iter().zip(&self.decisions) {
+            sample(
+                o,
+                "frontdesk_decisions_total",
+                "kind",
+                k.as_str(),
+                c.load(Relaxed),
+            );
+        }
+        header(
+            o,
+            "frontdesk_escalations_total",
+            "counter",
+            "Escalations to a person, by reason.",
+        );
+        for (r, c) in REASONS.iter().zip(&self.escalations) {
+            sample(
+                o,
+                "frontdesk_escalations_total",
+                "reason",
+                r.as_str(),
+                c.load(Relaxed),
+            );
+        }
+        header(
+            o,
+            "frontdesk_conversations_closed_total",
+            "counter",
+            "Conversations closed, by outcome (a reopened conversation counts again when it closes again).",
+        );
+        for (outcome, c) in OUTCOMES.iter().zip(&self.closed) {
+            sample(
+                o,
+                "frontdesk_conversations_closed_total",
+                "outcome",
+                outcome,
+                c.load(Relaxed),
+            );
+        }
+        header(
+            o,
+            "frontdesk_decision_seconds",
+            "histogram",
+            "Time the engine took to decide on one message.",
+        );
+        self.decision_seconds.write(o, "frontdesk_decision_seconds");
+        header(
+            o,
+            "frontdesk_queue_wait_seconds",
+            "histogram",
+            "Time conversations waited in the queue before an agent claimed them.",
+        );
+        self.queue_wait_seconds
+            .write(o, "frontdesk_queue_wait_seconds");
+        header(
+            o,
+            "frontdesk_queue_length",
+            "gauge",
+            "Conversations waiting for a person.",
+        );
+        let _ = writeln!(
+            o,
+            "frontdesk_queue_length {}",
+            self.queue_length.load(Relaxed)
+        );
+        header(
+            o,
+            "frontdesk_queue_oldest_wait_seconds",
+            "gauge",
+            "How long the longest-waiting conversation has waited.",
+        );
+        let _ = writeln!(
+            o,
+            "frontdesk_queue_oldest_wait_seconds {}",
+            self.queue_oldest_ms.load(Relaxed) as f64 / 1000.0
+        );
+        header(
+            o,
+            "frontdesk_websocket_connections",
+            "gauge",
+            "Open websocket connections.",
+        );
+        for (kind, v) in [
+            ("visitor", self.visitor_connections.load(Relaxed)),
+            ("agent", self.agent_connections.load(Relaxed)),
+        ] {
+            let _ = writeln!(o, "frontdesk_websocket_connections{{kind=\"{kind}\"}} {v}");
+        }
+        header(
+            o,
+            "frontdesk_agents_online",
+            "gauge",
+            "Agents signed in to the console.",
+        );
+        let _ = writeln!(o, "frontdesk_agents_online {}", g.agents_online);
+        header(
+            o,
+            "frontdesk_content_reloads_total",
+            "counter",
+            "Live content reloads, by result.",
+        );
+        sample(
+            o,
+            "frontdesk_content_reloads_total",
+            "result",
+            "ok",
+            g.reloads_ok,
+        );
+        sample(
+            o,
+            "frontdesk_content_reloads_total",
+            "result",
+            "error",
+            g.reloads_failed,
+        );
+        header(
+            o,
+            "frontdesk_content_intents",
+            "gauge",
+            "Intents in the content being served.",
+        );
+        let _ = writeln!(o, "frontdesk_content_intents {}", g.intents);
+        header(
+            o,
+            "frontdesk_content_articles",
+            "gauge",
+            "Knowledge-base articles in the content being served.",
+        );
+        let _ = writeln!(o, "frontdesk_content_articles {}", g.articles);
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One sample with one label; label values here are fixed identifiers.
+fn sample(out: &mut String, name: &str, label: &str, value: &str, n: u64) {
+    let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::new(&[0.001, 0.01]);
+        h.observe(0.0005);
+        h.observe(0.005);
+        h.observe(0.5);
+        let mut out = String::new();
+        h.write(&mut out, "x");
+        assert!(out.contains("x_bucket{le=\"0.001\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.01\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count 3\n"), "{out}");
+    }
+}
