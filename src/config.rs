@@ -40,6 +40,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub limits: Limits,
     pub store: StoreConfig,
+    pub handoff: HandoffConfig,
 }
 
 impl Default for Config {
@@ -54,7 +55,52 @@ impl Default for Config {
             engine: EngineConfig::default(),
             limits: Limits::default(),
             store: StoreConfig::default(),
+            handoff: HandoffConfig::default(),
         }
+    }
+}
+
+/// Handing conversations to people: business hours and what visitors are told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandoffConfig {
+    /// IANA time zone of `hours` ("Europe/Berlin").
+    pub timezone: String,
+    /// Weekly hours: day ("mon".."sun") to ranges ("09:00-17:00, 18:00-20:00").
+    /// Days not named are closed; no days at all means open around the clock.
+    pub hours: std::collections::BTreeMap<String, String>,
+    /// Told to a visitor who asks for a person outside business hours.
+    pub closed_message: String,
+    /// Told to a queued visitor when no agent is signed in.
+    pub no_agents_message: String,
+    /// Told to a visitor who asks for a person while the queue is full.
+    pub busy_message: String,
+    /// Seconds an agent connection has to sign in.
+    pub auth_timeout_secs: u64,
+    /// Conversations waiting in the queue at most; beyond it visitors are
+    /// offered an offline ticket instead.
+    pub max_queue: usize,
+}
+
+impl Default for HandoffConfig {
+    fn default() -> Self {
+        HandoffConfig {
+            timezone: "UTC".into(),
+            hours: Default::default(),
+            closed_message: "Our team is away right now. Leave your email address and a message, and we will write back as soon as we are in.".into(),
+            no_agents_message: "Nobody from our team is online yet. You can wait here, or leave your email address and a message and we will write back.".into(),
+            busy_message: "All of our team are busy right now. Leave your email address and a message, and we will write back soon.".into(),
+            auth_timeout_secs: 10,
+            max_queue: 1000,
+        }
+    }
+}
+
+impl HandoffConfig {
+    /// The validated business hours.
+    pub fn business_hours(&self) -> Result<crate::hours::Hours, String> {
+        crate::hours::Hours::parse(&self.timezone, &self.hours)
+            .map_err(|e| format!("handoff.hours: {e}"))
     }
 }
 
@@ -216,6 +262,12 @@ impl Config {
         if l.outbound_queue == 0 || l.max_connections == 0 {
             return Err(
                 "limits.outbound_queue and limits.max_connections must be at least 1".into(),
+            );
+        }
+        self.handoff.business_hours()?;
+        if self.handoff.max_queue == 0 || self.handoff.auth_timeout_secs == 0 {
+            return Err(
+                "handoff.max_queue and handoff.auth_timeout_secs must be at least 1".into(),
             );
         }
         if self.store.max_batch == 0 {

@@ -9,6 +9,8 @@ pub mod content;
 pub mod convtest;
 pub mod engine;
 pub mod eval;
+pub mod handoff;
+pub mod hours;
 pub mod intents;
 pub mod kb;
 pub mod protocol;

@@ -62,6 +62,14 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Manage the agents who sign in to the console at /agent.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+        /// Data directory (the database lives here).
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
+    },
     /// Measure answer quality on labelled phrasings (JSON lines of text and expect).
     Eval {
         /// The eval file.
@@ -72,6 +80,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Add an agent and print their sign-in token (shown once; only its hash is stored).
+    Add {
+        /// The agent's name, as visitors and colleagues see it.
+        name: String,
+        /// May also open the /admin dashboard.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List the agents.
+    List,
+    /// Remove an agent; the conversations they held go back to the queue.
+    Remove { name: String },
 }
 
 #[derive(Args, Default)]
@@ -110,6 +134,72 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `f` against the store in `config.data_dir`, then flushes it.
+fn with_store<T>(
+    config: &Config,
+    f: impl AsyncFnOnce(&frontdesk::store::Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (store, writer) = frontdesk::store::Store::open(&config.data_dir, &config.store)?;
+    let out = runtime.block_on(f(&store));
+    drop(store);
+    writer.join();
+    out
+}
+
+fn agent_command(config: &Config, command: AgentCommand) -> anyhow::Result<ExitCode> {
+    use frontdesk::handoff::{hash_token, random_token};
+    match command {
+        AgentCommand::Add { name, admin } => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
+                anyhow::bail!("an agent name is 1 to 64 printable characters");
+            }
+            let token = random_token(32);
+            let hash = hash_token(&token);
+            let added = with_store(config, async |s| {
+                Ok(s.add_agent(name.clone(), hash, admin).await?)
+            })?;
+            if !added {
+                anyhow::bail!("there is already an agent named {name:?}; remove them first to issue a new token");
+            }
+            println!("added agent {name}{}", if admin { " (admin)" } else { "" });
+            println!("sign-in token (shown only now; keep it secret):");
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::List => {
+            let agents = with_store(config, async |s| Ok(s.agents().await?))?;
+            if agents.is_empty() {
+                println!("no agents; add one with `frontdesk agent add NAME`");
+            }
+            for a in agents {
+                let added = jiff::Timestamp::from_millisecond(a.created_at)
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}\tadded {added}",
+                    a.name,
+                    if a.admin { "admin" } else { "agent" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentCommand::Remove { name } => {
+            let removed = with_store(config, async |s| Ok(s.remove_agent(name.clone()).await?))?;
+            if removed {
+                println!("removed agent {name}; their conversations are back in the queue");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("no agent named {name:?}");
+                Ok(ExitCode::FAILURE)
+            }
         }
     }
 }
@@ -210,6 +300,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Agent { command, data } => {
+            if let Some(d) = data {
+                config.data_dir = d;
+            }
+            agent_command(&config, command)
         }
         Command::Forget {
             conversation_id,

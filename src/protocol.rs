@@ -2,6 +2,9 @@
 //! typed messages here and nowhere else. Unknown fields are ignored so fields
 //! can be added; anything unusable becomes a [`FrameError`] with a stable code.
 
+pub mod agent;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Kind, QuickReply, Source};
@@ -32,6 +35,12 @@ pub enum ClientFrame {
         helpful: bool,
     },
     RequestHuman {},
+    Typing {},
+    LeaveMessage {
+        id: String,
+        email: String,
+        text: String,
+    },
     Rating {
         score: u8,
     },
@@ -62,6 +71,9 @@ pub struct HistoryEntry {
     pub source: Option<Source>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub quick_replies: Vec<QuickReply>,
+    /// The agent's name, for agent and system entries they caused.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub name: Option<String>,
 }
 
 /// A frame to a visitor.
@@ -90,13 +102,28 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         eta_seconds: Option<u32>,
     },
+    /// Nobody can take the conversation now; the visitor may leave a message.
+    Offline {
+        /// "outside_hours", "no_agents" or "queue_full".
+        reason: &'static str,
+        message: String,
+    },
+    Ticket {
+        ticket_id: String,
+    },
     AgentJoined {
         name: String,
     },
     AgentMessage {
         text: String,
+        name: String,
+        at: i64,
     },
-    AgentLeft {},
+    /// The person is typing.
+    Typing {},
+    AgentLeft {
+        name: String,
+    },
     Closed {
         outcome: String,
     },
@@ -154,6 +181,16 @@ pub mod codes {
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
     pub const SHUTTING_DOWN: &str = "shutting_down";
     pub const RATE_LIMITED: &str = "rate_limited";
+    pub const INVALID_EMAIL: &str = "invalid_email";
+    pub const AUTH_REQUIRED: &str = "auth_required";
+    pub const AUTH_FAILED: &str = "auth_failed";
+    pub const TOO_MANY_ATTEMPTS: &str = "too_many_attempts";
+    pub const ALREADY_CLAIMED: &str = "already_claimed";
+    pub const NOT_QUEUED: &str = "not_queued";
+    pub const NOT_YOURS: &str = "not_yours";
+    pub const UNKNOWN_CONVERSATION: &str = "unknown_conversation";
+    pub const UNKNOWN_AGENT: &str = "unknown_agent";
+    pub const UNKNOWN_TICKET: &str = "unknown_ticket";
 }
 
 const KNOWN_TYPES: &[&str] = &[
@@ -162,12 +199,50 @@ const KNOWN_TYPES: &[&str] = &[
     "choice",
     "feedback",
     "request_human",
+    "typing",
+    "leave_message",
     "rating",
     "close",
 ];
 
 /// Decodes a text frame, validating what types alone cannot.
 pub fn decode(text: &str, max_message_bytes: usize) -> Result<ClientFrame, FrameError> {
+    let frame: ClientFrame = decode_typed(text, KNOWN_TYPES)?;
+    match &frame {
+        ClientFrame::Message { id, text } | ClientFrame::Choice { id, value: text } => {
+            check_message(id, text, max_message_bytes)?
+        }
+        ClientFrame::LeaveMessage { id, email, text } => {
+            check_message(id, text, max_message_bytes)?;
+            if !valid_email(email.trim()) {
+                return Err(FrameError::new(
+                    codes::INVALID_EMAIL,
+                    "that does not look like an email address",
+                ));
+            }
+        }
+        ClientFrame::Rating { score } if !(1..=5).contains(score) => {
+            return Err(FrameError::new(
+                codes::INVALID_RATING,
+                "score must be 1 to 5",
+            ));
+        }
+        ClientFrame::Hello { v, .. } if *v != VERSION => {
+            return Err(FrameError::new(
+                codes::UNSUPPORTED_VERSION,
+                format!("protocol version {v} is not supported; this server speaks {VERSION}"),
+            ));
+        }
+        _ => {}
+    }
+    Ok(frame)
+}
+
+/// Parses a JSON object with a `type` among `known` into `T`.
+pub(crate) fn decode_typed<T: DeserializeOwned>(
+    text: &str,
+    known: &[&str],
+) -> Result<T, FrameError> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| FrameError::new(codes::BAD_JSON, format!("not valid JSON: {e}")))?;
     let Some(obj) = value.as_object() else {
@@ -191,53 +266,54 @@ pub fn decode(text: &str, max_message_bytes: usize) -> Result<ClientFrame, Frame
             ))
         }
     };
-    if !KNOWN_TYPES.contains(&ty.as_str()) {
+    if !known.contains(&ty.as_str()) {
         return Err(FrameError::new(
             codes::UNKNOWN_TYPE,
             format!("unknown frame type {ty:?}"),
         ));
     }
-    let frame: ClientFrame = serde_json::from_value(value)
-        .map_err(|e| FrameError::new(codes::INVALID_FRAME, format!("{ty}: {e}")))?;
-    match &frame {
-        ClientFrame::Message { id, text } | ClientFrame::Choice { id, value: text } => {
-            if id.is_empty() || id.len() > 128 {
-                return Err(FrameError::new(
-                    codes::INVALID_FRAME,
-                    "message id must be 1 to 128 bytes",
-                ));
-            }
-            if text.trim().is_empty() {
-                return Err(FrameError::new(
-                    codes::EMPTY_MESSAGE,
-                    "message text is empty",
-                ));
-            }
-            if text.len() > max_message_bytes {
-                return Err(FrameError::new(
-                    codes::MESSAGE_TOO_LONG,
-                    format!(
-                        "message text is {} bytes; the limit is {max_message_bytes}",
-                        text.len()
-                    ),
-                ));
-            }
-        }
-        ClientFrame::Rating { score } if !(1..=5).contains(score) => {
-            return Err(FrameError::new(
-                codes::INVALID_RATING,
-                "score must be 1 to 5",
-            ));
-        }
-        ClientFrame::Hello { v, .. } if *v != VERSION => {
-            return Err(FrameError::new(
-                codes::UNSUPPORTED_VERSION,
-                format!("protocol version {v} is not supported; this server speaks {VERSION}"),
-            ));
-        }
-        _ => {}
+    serde_json::from_value(value)
+        .map_err(|e| FrameError::new(codes::INVALID_FRAME, format!("{ty}: {e}")))
+}
+
+/// Checks a client's message id and text.
+pub(crate) fn check_message(id: &str, text: &str, max_bytes: usize) -> Result<(), FrameError> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(FrameError::new(
+            codes::INVALID_FRAME,
+            "message id must be 1 to 128 bytes",
+        ));
     }
-    Ok(frame)
+    if text.trim().is_empty() {
+        return Err(FrameError::new(
+            codes::EMPTY_MESSAGE,
+            "message text is empty",
+        ));
+    }
+    if text.len() > max_bytes {
+        return Err(FrameError::new(
+            codes::MESSAGE_TOO_LONG,
+            format!(
+                "message text is {} bytes; the limit is {max_bytes}",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A plausible email address: one `@`, a dot in the domain, no spaces, at most 254 bytes.
+pub fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    email.len() <= 254
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
@@ -297,8 +373,9 @@ mod tests {
         let f = ServerFrame::Ack { id: "m1".into() };
         assert_eq!(f.to_json(), r#"{"type":"ack","id":"m1"}"#);
         assert_eq!(
-            ServerFrame::AgentLeft {}.to_json(),
-            r#"{"type":"agent_left"}"#
+            ServerFrame::AgentLeft { name: "sam".into() }.to_json(),
+            r#"{"type":"agent_left","name":"sam"}"#
         );
+        assert_eq!(ServerFrame::Typing {}.to_json(), r#"{"type":"typing"}"#);
     }
 }

@@ -113,6 +113,8 @@ async fn card_number_escalates_and_never_reaches_the_database() {
         reply["text"],
         "A member of our team will help you with this."
     );
+    // Nobody is signed in to the console: queued, and offered a ticket.
+    assert_eq!(v.expect("offline").await["reason"], "no_agents");
     let queue = v.expect("queue").await;
     assert_eq!(queue["position"], 1);
     // Later messages are kept for the agent, redacted too.
@@ -150,6 +152,7 @@ async fn fallbacks_escalate_after_the_configured_number() {
     assert_eq!(first["quick_replies"][0]["value"], "request_human");
     let second = v.ask("m2", "who won the football yesterday").await;
     assert_eq!(second["kind"], "escalate");
+    assert_eq!(v.expect("offline").await["reason"], "no_agents");
     assert_eq!(v.expect("queue").await["position"], 1);
     server.stop().await;
 }
@@ -292,12 +295,14 @@ async fn request_human_queues_the_conversation() {
     let reply = first.ask("m1", "can I talk to a human please").await;
     assert_eq!(reply["kind"], "escalate");
     assert_eq!(reply["source"]["id"], "human_request");
+    assert_eq!(first.expect("offline").await["reason"], "no_agents");
     assert_eq!(first.expect("queue").await["position"], 1);
 
     let mut second = Visitor::connect(&server.url()).await;
     second.hello().await;
     second.send(json!({"type": "request_human"})).await;
     assert_eq!(second.expect("reply").await["kind"], "escalate");
+    assert_eq!(second.expect("offline").await["reason"], "no_agents");
     assert_eq!(second.expect("queue").await["position"], 2);
     server.stop().await;
 }

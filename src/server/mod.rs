@@ -3,6 +3,7 @@
 //! [`run`] takes an already bound listener and any shutdown future, so tests
 //! start a real server on `127.0.0.1:0` and stop it when they choose.
 
+mod agent;
 mod reload;
 mod visitor;
 
@@ -37,6 +38,9 @@ struct Inner {
     /// Each live websocket holds a clone; shutdown waits for all to drop.
     alive: mpsc::Sender<()>,
     reloads: ReloadStats,
+    hub: crate::handoff::Hub,
+    throttle: crate::handoff::Throttle,
+    hours: crate::hours::Hours,
 }
 
 /// Outcomes of live content reloads.
@@ -87,6 +91,10 @@ impl Server {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (alive, alive_rx) = mpsc::channel(1);
         let connections = Arc::new(Semaphore::new(config.limits.max_connections));
+        let hours = config
+            .handoff
+            .business_hours()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let app = App {
             inner: Arc::new(Inner {
                 config,
@@ -96,6 +104,9 @@ impl Server {
                 shutdown: shutdown_rx,
                 alive,
                 reloads: ReloadStats::default(),
+                hub: Default::default(),
+                throttle: Default::default(),
+                hours,
             }),
         };
         Ok(Server {
@@ -126,6 +137,7 @@ impl Server {
         } = self;
         let router = router(app.clone());
         let retention = tokio::spawn(purge_old_conversations(app.clone()));
+        let queue = tokio::spawn(broadcast_queue(app.clone()));
         let watcher = if app.config().watch_content {
             let (intents, kb) = (
                 app.config().intents.clone(),
@@ -156,14 +168,19 @@ impl Server {
                     tracing::debug!(error = %e, "TCP_NODELAY not set");
                 }
             });
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        })
+        .await?;
         notify.abort();
         retention.abort();
         let _ = retention.await;
+        queue.abort();
+        let _ = queue.await;
         // The reload task holds the state; it ends when the watcher is gone.
         drop(watcher);
         // Sessions see the shutdown flag, close their sockets and drop their `alive` clones.
@@ -172,6 +189,26 @@ impl Server {
         tokio::task::spawn_blocking(move || writer.join()).await?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Tells agents the queue and queued visitors their positions whenever the
+/// queue changes; changes in quick succession are told once.
+async fn broadcast_queue(app: App) {
+    let hub = &app.inner.hub;
+    loop {
+        hub.next_queue_change().await;
+        let store = app.store();
+        let (queue, interval) = match tokio::try_join!(store.queue(), store.pickup_interval_ms()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue not loaded");
+                continue;
+            }
+        };
+        let order: Vec<String> = queue.iter().map(|e| e.conversation_id.clone()).collect();
+        hub.send_positions(&order, interval);
+        hub.to_agents(&crate::protocol::agent::AgentServerFrame::Queue { entries: queue });
     }
 }
 
@@ -260,6 +297,7 @@ pub fn router(app: App) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/ws", get(visitor::upgrade))
+        .route("/agent/ws", get(agent::upgrade))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
 }

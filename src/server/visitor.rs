@@ -10,14 +10,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::App;
 use crate::engine::{self, Context, Decision, Kind};
+use crate::handoff::{hash_token, random_token, same_secret, VisitorEvent};
+use crate::protocol::agent::AgentServerFrame;
 use crate::protocol::{self, codes, ClientFrame, FrameError, ServerFrame};
-use crate::store::{BotReply, Turn, TurnOutcome};
+use crate::store::{time_ordered_id, BotReply, Turn, TurnOutcome};
 
 /// Close code asking the client to reconnect later (RFC 6455: service restart).
 const CLOSE_RESTART: u16 = 1012;
@@ -53,7 +54,7 @@ pub(super) async fn upgrade(
         .on_upgrade(move |socket| {
             let span = tracing::info_span!("visitor", conn = id);
             async move {
-                run(socket, app).await;
+                run(socket, app, id).await;
                 drop(permit);
                 drop(alive);
             }
@@ -106,13 +107,26 @@ impl RateLimit {
 
 struct Session {
     app: App,
+    conn: u64,
     out: mpsc::Sender<Message>,
+    /// Given to the hub once the session has a conversation, so agents can reach it.
+    events: mpsc::Sender<VisitorEvent>,
     conversation: Option<Conversation>,
+    /// Why the visitor was last offered to leave a message, if they were.
+    offline: Option<&'static str>,
     /// The client stopped reading; the session ends.
     too_slow: bool,
 }
 
-async fn run(socket: WebSocket, app: App) {
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(c) = &self.conversation {
+            self.app.inner.hub.leave_visitor(&c.id, self.conn);
+        }
+    }
+}
+
+async fn run(socket: WebSocket, app: App, conn: u64) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(app.config().limits.outbound_queue);
     let writer = tokio::spawn(async move {
@@ -130,10 +144,14 @@ async fn run(socket: WebSocket, app: App) {
         app.config().limits.frame_burst,
     );
     let mut shutdown = app.inner.shutdown.clone();
+    let (events, mut events_rx) = mpsc::channel::<VisitorEvent>(64);
     let mut session = Session {
         app,
+        conn,
         out,
+        events,
         conversation: None,
+        offline: None,
         too_slow: false,
     };
     tracing::debug!("connected");
@@ -144,6 +162,7 @@ async fn run(socket: WebSocket, app: App) {
         }
         tokio::select! {
             _ = shutdown.changed() => continue,
+            Some(event) = events_rx.recv() => session.on_event(event),
             next = tokio::time::timeout(idle, stream.next()) => match next {
                 Err(_) => {
                     session.close(CLOSE_GOING_AWAY, "idle");
@@ -194,6 +213,27 @@ impl Session {
             code,
             reason: reason.into(),
         })));
+    }
+
+    /// Something from an agent's side.
+    fn on_event(&mut self, event: VisitorEvent) {
+        match event {
+            VisitorEvent::Frame(frame) => self.send(frame),
+            VisitorEvent::State(state) => {
+                if let Some(c) = &mut self.conversation {
+                    c.state = state.into();
+                }
+            }
+        }
+    }
+
+    /// Attaches the session to its conversation in the hub.
+    fn attach(&mut self, conversation: Conversation) {
+        self.app
+            .inner
+            .hub
+            .join_visitor(&conversation.id, self.conn, self.events.clone());
+        self.conversation = Some(conversation);
     }
 
     fn error(&mut self, code: &'static str, message: impl Into<String>) {
@@ -247,6 +287,18 @@ impl Session {
             ClientFrame::Choice { id, value } => self.choice(id, value).await,
             ClientFrame::Feedback { answer_id, helpful } => self.feedback(answer_id, helpful).await,
             ClientFrame::RequestHuman {} => self.request_human().await,
+            ClientFrame::Typing {} => {
+                if conv.state == "queued" || conv.state == "with_agent" {
+                    let conversation_id = conv.id.clone();
+                    self.app
+                        .inner
+                        .hub
+                        .to_agents(&AgentServerFrame::Typing { conversation_id });
+                }
+            }
+            ClientFrame::LeaveMessage { id, email, text } => {
+                self.leave_message(id, email, text).await
+            }
             ClientFrame::Rating { score } => {
                 let id = conv.id.clone();
                 if let Err(e) = self.app.store().store_rating(id, score).await {
@@ -267,7 +319,7 @@ impl Session {
                 {
                     tracing::debug!(conversation = %c.id, "resumed");
                     let state = c.state.clone();
-                    self.conversation = Some(Conversation {
+                    self.attach(Conversation {
                         id: c.id.clone(),
                         state: c.state.clone(),
                         ctx: serde_json::from_str(&c.context).unwrap_or_default(),
@@ -295,14 +347,14 @@ impl Session {
             }
         }
         let id = time_ordered_id("c_");
-        let token = random_token();
+        let token = random_token(16);
         match store
             .create_conversation(id.clone(), hash_token(&token))
             .await
         {
             Ok(()) => {
                 tracing::debug!(conversation = %id, "new conversation");
-                self.conversation = Some(Conversation {
+                self.attach(Conversation {
                     id: id.clone(),
                     state: "bot".into(),
                     ctx: Context::default(),
@@ -331,13 +383,28 @@ impl Session {
             let redacted = self.app.content().intents.sensitive.scan(&text).redacted;
             let turn = Turn {
                 conversation_id: conv.id.clone(),
-                visitor: Some((id.clone(), redacted)),
+                visitor: Some((id.clone(), redacted.clone())),
                 reply: None,
                 state: None,
                 context: serde_json::to_string(&conv.ctx).expect("context serializes"),
             };
+            let queued = conv.state == "queued";
+            let conversation_id = conv.id.clone();
             match self.app.store().store_turn(turn).await {
-                Ok(_) => self.send(ServerFrame::Ack { id }),
+                Ok(TurnOutcome::Stored { .. }) => {
+                    self.send(ServerFrame::Ack { id: id.clone() });
+                    let hub = &self.app.inner.hub;
+                    hub.to_agents(&AgentServerFrame::VisitorMessage {
+                        conversation_id,
+                        id,
+                        text: redacted,
+                        at: crate::store::now_ms(),
+                    });
+                    if queued {
+                        hub.queue_changed();
+                    }
+                }
+                Ok(TurnOutcome::Duplicate) => self.send(ServerFrame::Ack { id }),
                 Err(e) => self.not_stored(e),
             }
             return;
@@ -408,10 +475,66 @@ impl Session {
         if conv.state == "closed" {
             return;
         }
-        match self.app.store().close_conversation(conv.id.clone()).await {
+        let was = std::mem::take(&mut conv.state);
+        let id = conv.id.clone();
+        match self.app.store().close_conversation(id.clone()).await {
             Ok(outcome) => {
+                let conv = self.conversation.as_mut().expect("checked by caller");
                 conv.state = "closed".into();
                 self.send(ServerFrame::Closed { outcome });
+                if was == "queued" || was == "with_agent" {
+                    let hub = &self.app.inner.hub;
+                    hub.to_agents(&AgentServerFrame::Update {
+                        conversation_id: id,
+                        state: "closed".into(),
+                        agent: None,
+                    });
+                    hub.queue_changed();
+                }
+            }
+            Err(e) => {
+                if let Some(conv) = &mut self.conversation {
+                    conv.state = was;
+                }
+                self.not_stored(e)
+            }
+        }
+    }
+
+    /// An offline message for the team: stored as a ticket that agents answer later.
+    async fn leave_message(&mut self, id: String, email: String, text: String) {
+        let conv = self.conversation.as_ref().expect("checked by caller");
+        let text = self.app.content().intents.sensitive.scan(&text).redacted;
+        let reason = self.offline.unwrap_or("visitor");
+        match self
+            .app
+            .store()
+            .create_ticket(
+                Some(conv.id.clone()),
+                id.clone(),
+                email.trim().to_string(),
+                text,
+                reason.into(),
+            )
+            .await
+        {
+            Ok(ticket) => {
+                tracing::info!(ticket = %ticket.ticket_id, "offline message stored");
+                self.send(ServerFrame::Ack { id });
+                self.send(ServerFrame::Ticket {
+                    ticket_id: ticket.ticket_id,
+                });
+                let store = self.app.store().clone();
+                let app = self.app.clone();
+                tokio::spawn(async move {
+                    match store.tickets(200).await {
+                        Ok(tickets) => app
+                            .inner
+                            .hub
+                            .to_agents(&AgentServerFrame::Tickets { tickets }),
+                        Err(e) => tracing::warn!(error = %e, "tickets not loaded"),
+                    }
+                });
             }
             Err(e) => self.not_stored(e),
         }
@@ -430,10 +553,29 @@ impl Session {
 
     /// Stores a turn and, once committed, acknowledges the visitor's message
     /// and sends the reply.
-    async fn apply(&mut self, visitor: Option<(String, String)>, d: Decision) {
+    async fn apply(&mut self, visitor: Option<(String, String)>, mut d: Decision) {
+        let escalates = d.kind == Kind::Escalate;
+        // An escalation reaches the queue only when people are in and it has room;
+        // otherwise the visitor is offered to leave a message.
+        let mut offline: Option<(&'static str, String)> = None;
+        if escalates {
+            let handoff = &self.app.config().handoff;
+            if !self.app.inner.hours.open_now() {
+                d.text = handoff.closed_message.clone();
+                offline = Some(("outside_hours", d.text.clone()));
+            } else if self.queue_full().await {
+                d.text = handoff.busy_message.clone();
+                offline = Some(("queue_full", d.text.clone()));
+            } else if !self.app.inner.hub.any_agent_online() {
+                offline = Some(("no_agents", handoff.no_agents_message.clone()));
+            }
+            if offline.is_some() {
+                d.quick_replies.clear();
+            }
+        }
+        let queues = escalates && !matches!(offline, Some(("outside_hours" | "queue_full", _)));
         let conv = self.conversation.as_ref().expect("checked by caller");
         let answer_id = time_ordered_id("a_");
-        let escalates = d.kind == Kind::Escalate;
         let turn = Turn {
             conversation_id: conv.id.clone(),
             visitor: visitor.clone(),
@@ -447,11 +589,11 @@ impl Session {
                 escalation: d.escalation,
                 explanation: serde_json::to_string(&d.explanation).expect("explanation serializes"),
             }),
-            state: escalates.then_some("queued"),
+            state: queues.then_some("queued"),
             context: serde_json::to_string(&d.next).expect("context serializes"),
         };
         match self.app.store().store_turn(turn).await {
-            Ok(TurnOutcome::Stored { queue_position }) => {
+            Ok(TurnOutcome::Stored { .. }) => {
                 if let Some((id, _)) = visitor {
                     self.send(ServerFrame::Ack { id });
                 }
@@ -465,15 +607,17 @@ impl Session {
                 });
                 let conv = self.conversation.as_mut().expect("checked by caller");
                 conv.ctx = d.next;
-                if escalates {
+                if queues {
                     conv.state = "queued".into();
                     tracing::info!(conversation = %conv.id, reason = d.escalation.map(|r| r.as_str()), "escalated");
+                    // The queue broadcast tells this visitor its position.
+                    self.app.inner.hub.queue_changed();
+                } else if escalates {
+                    tracing::info!(conversation = %conv.id, reason = d.escalation.map(|r| r.as_str()), "escalation offered an offline message");
                 }
-                if let Some(position) = queue_position {
-                    self.send(ServerFrame::Queue {
-                        position,
-                        eta_seconds: None,
-                    });
+                if let Some((reason, message)) = offline {
+                    self.offline = Some(reason);
+                    self.send(ServerFrame::Offline { reason, message });
                 }
             }
             Ok(TurnOutcome::Duplicate) => {
@@ -485,6 +629,22 @@ impl Session {
         }
     }
 
+    /// Whether the queue has reached `handoff.max_queue`.
+    async fn queue_full(&self) -> bool {
+        let max = self.app.config().handoff.max_queue as i64;
+        let waiting = self
+            .app
+            .store()
+            .run(|c| {
+                Ok(
+                    c.prepare_cached("SELECT COUNT(*) FROM conversations WHERE state = 'queued'")?
+                        .query_row([], |r| r.get::<_, i64>(0))?,
+                )
+            })
+            .await;
+        matches!(waiting, Ok(n) if n >= max)
+    }
+
     fn not_stored(&mut self, e: crate::store::StoreError) {
         tracing::warn!(error = %e, "not stored");
         self.error(codes::STORE_UNAVAILABLE, "not stored; please send it again");
@@ -494,7 +654,7 @@ impl Session {
 /// Browsers name the page that opens a websocket in `Origin`: only this
 /// server's own pages and the configured origins may. Clients that are not
 /// browsers send no Origin and are allowed.
-fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
+pub(super) fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
     let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
         return true;
     };
@@ -515,39 +675,4 @@ fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
-}
-
-/// A random secret: 128 bits as hex.
-fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// An identifier that sorts by creation time (milliseconds, then 64 random
-/// bits): new rows land at the end of the database's indexes instead of on a
-/// random page, which keeps group commits small.
-fn time_ordered_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-    format!(
-        "{prefix}{:012x}{:016x}",
-        crate::store::now_ms(),
-        u64::from_le_bytes(bytes)
-    )
-}
-
-/// Resume tokens are stored only as their SHA-256.
-fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Compares two secrets in time independent of where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }

@@ -4,7 +4,13 @@
 //! others, and every caller hears back only after the commit, so an `ack`
 //! always means "on disk".
 
+mod handoff;
 mod schema;
+
+pub use handoff::{
+    AgentConversation, AgentHistoryEntry, AgentRecord, Handoff, Note, QueueEntry, Refusal, Ticket,
+    Written,
+};
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -62,6 +68,19 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// An identifier that sorts by creation time (milliseconds, then 64 random
+/// bits): new rows land at the end of the database's indexes instead of on a
+/// random page, which keeps group commits small.
+pub fn time_ordered_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    format!(
+        "{prefix}{:012x}{:016x}",
+        now_ms(),
+        u64::from_le_bytes(bytes)
+    )
 }
 
 impl Store {
@@ -221,67 +240,77 @@ impl Store {
     }
 
     /// Deletes conversations not updated since `before_ms`, with everything
-    /// stored with them. Returns how many.
+    /// stored with them, and offline tickets older than that. Returns how
+    /// many conversations.
     pub async fn purge_before(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.run(move |c| {
-            Ok(c.execute(
+            let n = c.execute(
                 "DELETE FROM conversations WHERE updated_at < ?1",
                 [before_ms],
-            )?)
+            )?;
+            c.execute("DELETE FROM tickets WHERE created_at < ?1", [before_ms])?;
+            Ok(n)
         })
         .await
     }
 
     /// The conversation's place in the queue (1 = next), if it is queued.
     pub async fn queue_position(&self, conversation_id: String) -> Result<Option<u32>, StoreError> {
-        self.run(move |c| {
-            let pos: Option<i64> = c
-                .query_row(
-                    "SELECT (SELECT COUNT(*) FROM conversations o WHERE o.state = 'queued' AND o.queued_at < c.queued_at) + 1
-                     FROM conversations c WHERE c.id = ?1 AND c.state = 'queued'",
-                    [&conversation_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(pos.map(|p| p as u32))
-        })
-        .await
+        self.run(move |c| Ok(queue_position(c, &conversation_id)?))
+            .await
     }
 
     /// Closes a conversation and decides its outcome from what happened in it.
     pub async fn close_conversation(&self, conversation_id: String) -> Result<String, StoreError> {
-        self.run(move |c| {
-            let (reason, answers, fallbacks): (Option<String>, i64, i64) = c.query_row(
-                "SELECT escalation_reason,
-                        (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'answer'),
-                        (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'fallback')
-                 FROM conversations WHERE id = ?1",
-                [&conversation_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let outcome = if reason.is_some() {
-                "escalated"
-            } else if answers > 0 {
-                "deflected"
-            } else if fallbacks > 0 {
-                "unanswered"
-            } else {
-                "no_question"
-            };
-            let now = now_ms();
-            c.execute(
-                "UPDATE conversations SET state = 'closed', outcome = ?2, closed_at = ?3, updated_at = ?3
-                 WHERE id = ?1",
-                (&conversation_id, outcome, now),
-            )?;
-            c.execute(
-                "INSERT INTO messages (conversation_id, role, text, created_at) VALUES (?1, 'system', 'conversation closed', ?2)",
-                (&conversation_id, now),
-            )?;
-            Ok(outcome.to_string())
-        })
-        .await
+        self.run(move |c| close(c, &conversation_id)).await
     }
+}
+
+/// The conversation's place in the queue: sensitive first, then by longest wait.
+fn queue_position(c: &Connection, id: &str) -> rusqlite::Result<Option<u32>> {
+    let pos: Option<i64> = c
+        .prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM conversations o WHERE o.state = 'queued'
+                     AND (o.priority > c.priority
+                          OR (o.priority = c.priority AND (o.queued_at < c.queued_at
+                              OR (o.queued_at = c.queued_at AND o.id < c.id))))) + 1
+             FROM conversations c WHERE c.id = ?1 AND c.state = 'queued'",
+        )?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(pos.map(|p| p as u32))
+}
+
+/// Closes a conversation and decides its outcome from what happened in it.
+fn close(c: &Connection, conversation_id: &str) -> Result<String, StoreError> {
+    let (reason, answers, fallbacks): (Option<String>, i64, i64) = c.query_row(
+        "SELECT escalation_reason,
+                (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'answer'),
+                (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'fallback')
+         FROM conversations WHERE id = ?1",
+        [conversation_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let outcome = if reason.is_some() {
+        "escalated"
+    } else if answers > 0 {
+        "deflected"
+    } else if fallbacks > 0 {
+        "unanswered"
+    } else {
+        "no_question"
+    };
+    let now = now_ms();
+    c.execute(
+        "UPDATE conversations SET state = 'closed', outcome = ?2, closed_at = ?3, updated_at = ?3
+         WHERE id = ?1",
+        (conversation_id, outcome, now),
+    )?;
+    c.execute(
+        "INSERT INTO messages (conversation_id, role, text, created_at) VALUES (?1, 'system', 'conversation closed', ?2)",
+        (conversation_id, now),
+    )?;
+    Ok(outcome.to_string())
 }
 
 /// A conversation as stored.
@@ -403,32 +432,38 @@ fn load_conversation(c: &Connection, id: &str) -> Result<Option<StoredConversati
     let Some(mut conv) = row else {
         return Ok(None);
     };
+    conv.history = history(c, id)?;
+    Ok(Some(conv))
+}
+
+/// A conversation's messages in order, with the bot's decisions.
+fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, d.kind, d.source_json, d.quick_replies
+        "SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, d.kind, d.source_json, d.quick_replies, m.author
          FROM messages m LEFT JOIN decisions d ON d.answer_id = m.answer_id
          WHERE m.conversation_id = ?1 ORDER BY m.seq",
     )?;
     let rows = stmt.query_map([id], |r| {
+        let role: String = r.get(0)?;
         let kind: Option<String> = r.get(5)?;
         let source: Option<String> = r.get(6)?;
         let quick: Option<String> = r.get(7)?;
         Ok(HistoryEntry {
-            role: r.get(0)?,
+            // Only the visitor's own message ids mean anything to the visitor.
+            id: if role == "visitor" { r.get(3)? } else { None },
+            role,
             text: r.get(1)?,
             at: r.get(2)?,
-            id: r.get(3)?,
             answer_id: r.get(4)?,
             kind: kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok()),
             source: source.and_then(|s| serde_json::from_str(&s).ok()),
             quick_replies: quick
                 .and_then(|q| serde_json::from_str(&q).ok())
                 .unwrap_or_default(),
+            name: r.get(8)?,
         })
     })?;
-    for row in rows {
-        conv.history.push(row?);
-    }
-    Ok(Some(conv))
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
@@ -491,18 +526,13 @@ fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
         "UPDATE conversations SET context = ?2, updated_at = ?3,
                 state = COALESCE(?4, state),
                 escalation_reason = COALESCE(escalation_reason, ?5),
+                priority = CASE WHEN ?5 = 'sensitive' THEN 1 ELSE priority END,
                 queued_at = CASE WHEN ?4 = 'queued' AND queued_at IS NULL THEN ?3 ELSE queued_at END
          WHERE id = ?1",
         (&t.conversation_id, &t.context, now, t.state, reason),
     )?;
     let queue_position = if t.state == Some("queued") {
-        let ahead: i64 = c.query_row(
-            "SELECT COUNT(*) FROM conversations
-             WHERE state = 'queued' AND queued_at < (SELECT queued_at FROM conversations WHERE id = ?1)",
-            [&t.conversation_id],
-            |r| r.get(0),
-        )?;
-        Some(ahead as u32 + 1)
+        queue_position(c, &t.conversation_id)?
     } else {
         None
     };

@@ -54,6 +54,46 @@ const MIGRATIONS: &[&str] = &[
         helpful INTEGER NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // 2: the handoff queue (priority, assignment), agents, internal notes,
+    // offline tickets, and who wrote each agent message.
+    "ALTER TABLE conversations ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN agent TEXT;
+    ALTER TABLE conversations ADD COLUMN claimed_at INTEGER;
+    ALTER TABLE conversations ADD COLUMN resolution TEXT;
+    ALTER TABLE messages ADD COLUMN author TEXT;
+    DROP INDEX conversations_queue;
+    CREATE INDEX conversations_queue ON conversations (state, priority DESC, queued_at);
+    CREATE INDEX conversations_agent ON conversations (agent) WHERE agent IS NOT NULL;
+    CREATE INDEX conversations_claimed ON conversations (claimed_at) WHERE claimed_at IS NOT NULL;
+    CREATE TABLE agents (
+        name TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        admin INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE notes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        client_id TEXT,
+        author TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (conversation_id, client_id)
+    );
+    CREATE TABLE tickets (
+        id TEXT PRIMARY KEY,
+        conversation_id TEXT REFERENCES conversations (id) ON DELETE CASCADE,
+        client_id TEXT,
+        email TEXT NOT NULL,
+        text TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        answer TEXT,
+        answered_by TEXT,
+        answered_at INTEGER,
+        UNIQUE (conversation_id, client_id)
+    );
+    CREATE INDEX tickets_created ON tickets (created_at);",
 ];
 
 /// Brings the database up to the latest schema version.

@@ -1,0 +1,575 @@
+//! One agent's websocket session: sign-in with a token in the first frame,
+//! then the queue, claims, the relay to visitors, notes and offline tickets.
+//! Every change is stored before anyone is told about it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::App;
+use crate::handoff::{hash_token, same_secret, VisitorEvent};
+use crate::protocol::agent::{self, AgentFrame, AgentServerFrame};
+use crate::protocol::{codes, ServerFrame};
+use crate::store::{Refusal, StoreError, Written};
+
+/// Close code after a failed sign-in.
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_RESTART: u16 = 1012;
+const CLOSE_GOING_AWAY: u16 = 1001;
+/// Agents' consoles sit idle for long stretches: the server pings, and the
+/// browser's pongs keep the connection counted as alive.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Offline tickets sent to the console.
+const TICKETS_SHOWN: usize = 200;
+
+static NEXT_AGENT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// `GET /agent/ws`.
+pub(super) async fn upgrade(
+    ws: WebSocketUpgrade,
+    headers: axum::http::HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(app): State<App>,
+) -> Response {
+    if !super::visitor::origin_allowed(&headers, &app.config().allowed_origins) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    if *app.inner.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let Ok(permit) = app.inner.connections.clone().try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    };
+    let alive = app.inner.alive.clone();
+    let limits = &app.config().limits;
+    let id = NEXT_AGENT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ws.max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| {
+            let span = tracing::info_span!("agent", conn = id);
+            async move {
+                run(socket, app, peer.ip(), id).await;
+                drop(permit);
+                drop(alive);
+            }
+            .instrument(span)
+        })
+}
+
+struct Session {
+    app: App,
+    out: mpsc::Sender<Message>,
+    name: String,
+    too_slow: bool,
+}
+
+async fn run(socket: WebSocket, app: App, ip: IpAddr, conn: u64) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut out_rx) = mpsc::channel::<Message>(app.config().limits.outbound_queue.max(256));
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            let is_close = matches!(msg, Message::Close(_));
+            if sink.send(msg).await.is_err() || is_close {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let close = |out: &mpsc::Sender<Message>, code: u16, reason: &'static str| {
+        let _ = out.try_send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })));
+    };
+    let send = |out: &mpsc::Sender<Message>, frame: AgentServerFrame| {
+        let _ = out.try_send(Message::Text(frame.to_json().into()));
+    };
+
+    // Sign in: the first frame must be `auth`, within the time allowed.
+    let auth_timeout = Duration::from_secs(app.config().handoff.auth_timeout_secs);
+    let max = app.config().limits.max_message_bytes;
+    let token = match tokio::time::timeout(auth_timeout, stream.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => match agent::decode(text.as_str(), max) {
+            Ok(AgentFrame::Auth { token }) => Some(token),
+            Ok(_) => {
+                send(
+                    &out,
+                    AgentServerFrame::error(
+                        codes::AUTH_REQUIRED,
+                        "sign in first: send auth with your token",
+                        None,
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                send(&out, AgentServerFrame::error(e.code, e.message, None));
+                None
+            }
+        },
+        _ => None,
+    };
+    let name = match token {
+        Some(token) => sign_in(&app, ip, &token, &out).await,
+        None => None,
+    };
+    let Some((name, admin)) = name else {
+        close(&out, CLOSE_POLICY, "not signed in");
+        drop(out);
+        let _ = writer.await;
+        return;
+    };
+    tracing::info!(agent = %name, "agent signed in");
+
+    let (events_tx, mut events) = mpsc::channel::<Arc<str>>(1024);
+    let hub = &app.inner.hub;
+    let first = hub.join_agent(&name, conn, events_tx);
+    let mut session = Session {
+        app: app.clone(),
+        out,
+        name: name.clone(),
+        too_slow: false,
+    };
+    session.welcome(admin).await;
+    if first {
+        hub.to_agents(&AgentServerFrame::Online {
+            agents: hub.online(),
+        });
+    }
+
+    let idle = Duration::from_secs(app.config().limits.idle_timeout_secs).max(PING_EVERY * 3);
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut shutdown = app.inner.shutdown.clone();
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        if *shutdown.borrow_and_update() {
+            close(&session.out, CLOSE_RESTART, "server restarting; reconnect");
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => continue,
+            _ = ping.tick() => {
+                if last_heard.elapsed() > idle {
+                    close(&session.out, CLOSE_GOING_AWAY, "idle");
+                    break;
+                }
+                let _ = session.out.try_send(Message::Ping(Vec::new().into()));
+            }
+            Some(json) = events.recv() => session.raw(json),
+            next = stream.next() => {
+                last_heard = tokio::time::Instant::now();
+                match next {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "websocket error");
+                        break;
+                    }
+                    Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => session.send(AgentServerFrame::error(codes::BINARY_FRAME, "frames are UTF-8 JSON text", None)),
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+        if session.too_slow {
+            tracing::info!("agent console not reading; closing");
+            break;
+        }
+    }
+    if hub.leave_agent(&name, conn) {
+        hub.to_agents(&AgentServerFrame::Online {
+            agents: hub.online(),
+        });
+    }
+    tracing::info!(agent = %name, "agent signed out");
+    drop(session);
+    let _ = writer.await;
+}
+
+/// Checks a token against every agent's hash, in constant time per
+/// comparison, after the delay the address has earned.
+async fn sign_in(
+    app: &App,
+    ip: IpAddr,
+    token: &str,
+    out: &mpsc::Sender<Message>,
+) -> Option<(String, bool)> {
+    let throttle = &app.inner.throttle;
+    let send = |frame: AgentServerFrame| {
+        let _ = out.try_send(Message::Text(frame.to_json().into()));
+    };
+    let Some(delay) = throttle.delay(ip, std::time::Instant::now()) else {
+        tracing::warn!(%ip, "agent sign-in refused: too many failures");
+        send(AgentServerFrame::error(
+            codes::TOO_MANY_ATTEMPTS,
+            "too many failed sign-ins from this address; try again in 10 minutes",
+            None,
+        ));
+        return None;
+    };
+    tokio::time::sleep(delay).await;
+    let agents = match app.store().agents().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "agents not loaded");
+            send(AgentServerFrame::error(
+                codes::STORE_UNAVAILABLE,
+                "sign-in is unavailable; try again",
+                None,
+            ));
+            return None;
+        }
+    };
+    let hash = hash_token(token.trim());
+    let mut found = None;
+    for a in &agents {
+        if same_secret(&hash, &a.token_hash) {
+            found = Some((a.name.clone(), a.admin));
+        }
+    }
+    match found {
+        Some(f) => {
+            throttle.succeeded(ip);
+            Some(f)
+        }
+        None => {
+            throttle.failed(ip, std::time::Instant::now());
+            tracing::warn!(%ip, "agent sign-in failed");
+            send(AgentServerFrame::error(
+                codes::AUTH_FAILED,
+                "that token is not valid",
+                None,
+            ));
+            None
+        }
+    }
+}
+
+impl Session {
+    fn send(&mut self, frame: AgentServerFrame) {
+        self.raw(frame.to_json().into());
+    }
+
+    fn raw(&mut self, json: Arc<str>) {
+        if self.too_slow {
+            return;
+        }
+        if self
+            .out
+            .try_send(Message::Text(json.as_ref().into()))
+            .is_err()
+        {
+            self.too_slow = true;
+        }
+    }
+
+    fn not_stored(&mut self, e: StoreError) {
+        tracing::warn!(error = %e, "not stored");
+        self.send(AgentServerFrame::error(
+            codes::STORE_UNAVAILABLE,
+            "not stored; please try again",
+            None,
+        ));
+    }
+
+    fn refused(&mut self, r: Refusal, conversation_id: Option<String>) {
+        let (code, message) = match r {
+            Refusal::UnknownConversation => (
+                codes::UNKNOWN_CONVERSATION,
+                "no such conversation".to_string(),
+            ),
+            Refusal::Closed => (
+                codes::CONVERSATION_CLOSED,
+                "this conversation is closed".to_string(),
+            ),
+            Refusal::NotYours(Some(a)) => {
+                (codes::NOT_YOURS, format!("{a} holds this conversation"))
+            }
+            Refusal::NotYours(None) => (
+                codes::NOT_YOURS,
+                "claim this conversation first".to_string(),
+            ),
+            Refusal::AlreadyClaimed(Some(a)) => (
+                codes::ALREADY_CLAIMED,
+                format!("{a} took this conversation"),
+            ),
+            Refusal::AlreadyClaimed(None) => (
+                codes::ALREADY_CLAIMED,
+                "someone took this conversation".to_string(),
+            ),
+            Refusal::NotQueued => (
+                codes::NOT_QUEUED,
+                "only queued conversations can be claimed".to_string(),
+            ),
+            Refusal::UnknownAgent => (codes::UNKNOWN_AGENT, "no agent by that name".to_string()),
+            Refusal::UnknownTicket => (codes::UNKNOWN_TICKET, "no such ticket".to_string()),
+        };
+        self.send(AgentServerFrame::error(code, message, conversation_id));
+    }
+
+    async fn welcome(&mut self, admin: bool) {
+        let store = self.app.store().clone();
+        let loaded = async {
+            Ok::<_, StoreError>((
+                store.queue().await?,
+                store.assigned(self.name.clone()).await?,
+                store.tickets(TICKETS_SHOWN).await?,
+            ))
+        }
+        .await;
+        match loaded {
+            Ok((queue, assigned, tickets)) => self.send(AgentServerFrame::Welcome {
+                name: self.name.clone(),
+                admin,
+                queue,
+                assigned,
+                tickets,
+                online: self.app.inner.hub.online(),
+            }),
+            Err(e) => self.not_stored(e),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let max = self.app.config().limits.max_message_bytes;
+        let frame = match agent::decode(text, max) {
+            Ok(f) => f,
+            Err(e) => return self.send(AgentServerFrame::error(e.code, e.message, None)),
+        };
+        let app = self.app.clone();
+        let store = app.store().clone();
+        let hub = &app.inner.hub;
+        let me = self.name.clone();
+        match frame {
+            AgentFrame::Auth { .. } => {}
+            AgentFrame::Open { conversation_id } => {
+                match store.agent_conversation(conversation_id.clone()).await {
+                    Ok(Some(conversation)) => {
+                        self.send(AgentServerFrame::Conversation { conversation })
+                    }
+                    Ok(None) => self.refused(Refusal::UnknownConversation, Some(conversation_id)),
+                    Err(e) => self.not_stored(e),
+                }
+            }
+            AgentFrame::Claim { conversation_id } => {
+                match store.claim(conversation_id.clone(), me.clone()).await {
+                    Ok(Ok(_)) => {
+                        tracing::info!(conversation = %conversation_id, agent = %me, "claimed");
+                        hub.to_visitor(&conversation_id, VisitorEvent::State("with_agent"));
+                        hub.to_visitor(
+                            &conversation_id,
+                            VisitorEvent::Frame(ServerFrame::AgentJoined { name: me.clone() }),
+                        );
+                        self.send_conversation_to(&me, &conversation_id).await;
+                        hub.to_agents(&AgentServerFrame::Update {
+                            conversation_id,
+                            state: "with_agent".into(),
+                            agent: Some(me),
+                        });
+                        hub.queue_changed();
+                    }
+                    Ok(Err(r)) => self.refused(r, Some(conversation_id)),
+                    Err(e) => self.not_stored(e),
+                }
+            }
+            AgentFrame::Message {
+                conversation_id,
+                id,
+                text,
+            } => {
+                let text = self.app.content().intents.sensitive.scan(&text).redacted;
+                match store
+                    .agent_message(
+                        conversation_id.clone(),
+                        me.clone(),
+                        id.clone(),
+                        text.clone(),
+                    )
+                    .await
+                {
+                    Ok(Ok(Written::Stored { at })) => {
+                        self.send(AgentServerFrame::Ack { id });
+                        hub.to_visitor(
+                            &conversation_id,
+                            VisitorEvent::Frame(ServerFrame::AgentMessage { text, name: me, at }),
+                        );
+                    }
+                    Ok(Ok(Written::Duplicate)) => self.send(AgentServerFrame::Ack { id }),
+                    Ok(Err(r)) => self.refused(r, Some(conversation_id)),
+                    Err(e) => self.not_stored(e),
+                }
+            }
+            AgentFrame::Typing { conversation_id } => {
+                hub.to_visitor(
+                    &conversation_id,
+                    VisitorEvent::Frame(ServerFrame::Typing {}),
+                );
+            }
+            AgentFrame::Note {
+                conversation_id,
+                id,
+                text,
+            } => {
+                let text = self.app.content().intents.sensitive.scan(&text).redacted;
+                match store
+                    .add_note(
+                        conversation_id.clone(),
+                        me.clone(),
+                        id.clone(),
+                        text.clone(),
+                    )
+                    .await
+                {
+                    Ok(Ok(Written::Stored { at })) => {
+                        self.send(AgentServerFrame::Ack { id });
+                        hub.to_agents(&AgentServerFrame::Note {
+                            conversation_id,
+                            name: me,
+                            text,
+                            at,
+                        });
+                    }
+                    Ok(Ok(Written::Duplicate)) => self.send(AgentServerFrame::Ack { id }),
+                    Ok(Err(r)) => self.refused(r, Some(conversation_id)),
+                    Err(e) => self.not_stored(e),
+                }
+            }
+            AgentFrame::Release { conversation_id } => {
+                match store.release(conversation_id.clone(), me.clone()).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(conversation = %conversation_id, agent = %me, "released");
+                        hub.to_visitor(&conversation_id, VisitorEvent::State("queued"));
+                        hub.to_visitor(
+                            &conversation_id,
+                            VisitorEvent::Frame(ServerFrame::AgentLeft { name: me }),
+                        );
+                        hub.to_agents(&AgentServerFrame::Update {
+                            conversation_id,
+                            state: "queued".into(),
+                            agent: None,
+                        });
+                        hub.queue_changed();
+                    }
+                    Ok(Err(r)) => self.refused(r, Some(conversation_id)),
+                    Err(e) => self.not_stored(e),
+                }
+            }
+            AgentFrame::Transfer {
+                conversation_id,
+                to,
+            } => {
+                if to == me {
+                    return;
+                }
+                match store
+                    .transfer(conversation_id.clone(), me.clone(), to.clone())
+                    .await
+                {
+                    Ok(Ok(())) => {
+                        tracing::info!(conversation = %conversation_id, from = %me, to = %to, "transferred");
+                        hub.to_visitor(
+                            &conversation_id,
+                            VisitorEvent::Frame(ServerFrame::AgentLeft { name: me }),
+                        );
+                        hub.to_visitor(
+                            &conversation_id,
+                            VisitorEvent::Frame(ServerFrame::AgentJoined { name: to.clone() }),
+                        );
+                        self.send_conversation_to(&to, &conversation_id).await;
+                        hub.to_agents(&AgentServerFrame::Update {
+                            conversation_id,
+                            state: "with_agent".into(),
+                            agent: Some(to),
+                        });
+                    }
+                    Ok(Err(r)) => self.refused(r, Some(conversation_id)),
+                    Err(e) => self.not_stored(e),
+                }
+            }
+            AgentFrame::Close {
+                conversation_id,
+                note,
+            } => {
+                let note = note.map(|n| self.app.content().intents.sensitive.scan(&n).redacted);
+                match store
+                    .close_by_agent(conversation_id.clone(), me.clone(), note)
+                    .await
+                {
+                    Ok(Ok(outcome)) => {
+                        tracing::info!(conversation = %conversation_id, agent = %me, "closed by agent");
+                        hub.to_visitor(&conversation_id, VisitorEvent::State("closed"));
+                        hub.to_visitor(
+                            &conversation_id,
+                            VisitorEvent::Frame(ServerFrame::Closed { outcome }),
+                        );
+                        hub.to_agents(&AgentServerFrame::Update {
+                            conversation_id,
+                            state: "closed".into(),
+                            agent: Some(me),
+                        });
+                    }
+                    Ok(Err(r)) => self.refused(r, Some(conversation_id)),
+                    Err(e) => self.not_stored(e),
+                }
+            }
+            AgentFrame::AnswerTicket {
+                ticket_id,
+                id,
+                text,
+            } => {
+                match store
+                    .answer_ticket(ticket_id.clone(), me.clone(), text.clone())
+                    .await
+                {
+                    Ok(Ok(ticket)) => {
+                        self.send(AgentServerFrame::Ack { id });
+                        if let (Some(conv), Some(at)) =
+                            (&ticket.conversation_id, ticket.answered_at)
+                        {
+                            hub.to_visitor(
+                                conv,
+                                VisitorEvent::Frame(ServerFrame::AgentMessage {
+                                    text,
+                                    name: me,
+                                    at,
+                                }),
+                            );
+                        }
+                        match store.tickets(TICKETS_SHOWN).await {
+                            Ok(tickets) => hub.to_agents(&AgentServerFrame::Tickets { tickets }),
+                            Err(e) => tracing::warn!(error = %e, "tickets not loaded"),
+                        }
+                    }
+                    Ok(Err(r)) => self.refused(r, None),
+                    Err(e) => self.not_stored(e),
+                }
+            }
+        }
+    }
+
+    /// Sends a whole conversation to every session of `agent`.
+    async fn send_conversation_to(&mut self, agent: &str, conversation_id: &str) {
+        match self
+            .app
+            .store()
+            .agent_conversation(conversation_id.to_string())
+            .await
+        {
+            Ok(Some(conversation)) => self
+                .app
+                .inner
+                .hub
+                .to_agent(agent, &AgentServerFrame::Conversation { conversation }),
+            Ok(None) => {}
+            Err(e) => self.not_stored(e),
+        }
+    }
+}
