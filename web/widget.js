@@ -45,6 +45,7 @@
     eta: "About {minutes} min",
     agentJoined: "{name} joined the chat",
     agentLeft: "{name} left the chat",
+    transferred: "{from} handed the chat to {name}",
     typing: "{name} is typing…",
     endLabel: "End conversation",
     endPrompt: "End this conversation?",
@@ -298,13 +299,13 @@ h2{font-size:16px;font-weight:650;margin:0;line-height:1.3;white-space:nowrap;ov
 .bar[hidden]{display:none}
 .net{background:#fffaeb;color:#7a2e0e}
 .queue{background:var(--tint);color:#1d2433}
-.queue b{font-weight:650}
+.pos{min-width:26px;height:26px;padding:0 7px;border-radius:13px;background:var(--accent);color:var(--on);font-weight:700;font-size:13px;display:flex;align-items:center;justify-content:center;flex:none}
 .eta{color:#475467;margin-left:auto;white-space:nowrap}
 .spin{width:14px;height:14px;border-radius:50%;border:2px solid currentColor;border-right-color:transparent;animation:fd-spin 1s linear infinite;flex:none;opacity:.7}
 @keyframes fd-spin{to{transform:rotate(360deg)}}
 .scroll{flex:1;overflow-y:auto;padding:8px 14px 14px;background:#f7f8fa;overscroll-behavior:contain}
 .log{display:flex;flex-direction:column}
-.msg{display:flex;gap:8px;margin-top:12px;max-width:88%;align-self:flex-start;align-items:flex-start}
+.msg{display:flex;gap:8px;margin-top:12px;max-width:92%;align-self:flex-start;align-items:flex-start}
 .msg.visitor{align-self:flex-end;flex-direction:row-reverse}
 .body{display:flex;flex-direction:column;align-items:flex-start;min-width:0}
 .visitor .body{align-items:flex-end}
@@ -350,7 +351,7 @@ a.src:hover{border-color:var(--ink)}
 .card h3{margin:0 0 4px;font-size:14.5px;font-weight:650;display:flex;align-items:center;gap:8px}
 .card p{margin:0 0 10px;color:#475467}
 .center{text-align:center}.center h3{justify-content:center}
-.stars{display:inline-flex;gap:2px}
+.stars{display:flex;justify-content:center;gap:2px}
 .stars button{border:0;background:none;padding:4px;color:#d0d5dd;border-radius:8px}
 .stars .i{width:30px;height:30px;fill:currentColor;stroke:none}
 .stars:hover button,.stars button.on{color:#f5a524}
@@ -377,7 +378,6 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
 .sendb.empty{opacity:.45}
 .restart{flex:none;padding:0 14px 12px;background:#fff}
 .brand{flex:none;text-align:center;font-size:11px;color:#98a2b3;padding:0 0 8px;background:#fff}
-.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 @media (max-width:480px){.panel,.left .panel{inset:0;width:auto;height:auto;max-width:none;max-height:none;border-radius:0}.open .launcher{display:none}}
 @media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important}}
 `;
@@ -425,7 +425,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
   const queueBar = panel.appendChild(el("div", "bar queue"));
   queueBar.setAttribute("role", "status");
   queueBar.hidden = true;
-  queueBar.append(el("span", "spin"));
+  const queuePos = queueBar.appendChild(el("span", "pos"));
   const queueText = queueBar.appendChild(el("span"));
   const queueEta = queueBar.appendChild(el("span", "eta"));
 
@@ -482,6 +482,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     unread = 0;
     badge.hidden = true;
     toBottom();
+    resize();
     if (focus) (form.hidden ? restart.querySelector("button") : input).focus();
     if (!ws) connect();
   }
@@ -495,8 +496,8 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     launcher.replaceChild(icon("chat"), launcher.firstChild);
     launcher.focus();
   }
-  panel.addEventListener("keydown", (e) => {
-    if (e.key === "Escape") {
+  fd.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !panel.hidden) {
       e.preventDefault();
       closePanel();
     }
@@ -523,7 +524,10 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
   // ---- messages ----
   const seen = new Set();
   let agentName = "";
-  let systemSeen = 0;
+  // Notes shown live (joined, left) since the last message with a key: after a
+  // reconnect, the history's system entries for them are not shown again.
+  let liveNotes = 0;
+  let rendered = false;
 
   function addMsg(role, at, opts) {
     const o = opts || {};
@@ -555,6 +559,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     if (id) {
       if (seen.has("v:" + id)) return;
       seen.add("v:" + id);
+      if (!pending) liveNotes = 0;
     }
     dropChips();
     const m = addMsg("visitor", at, { before });
@@ -570,6 +575,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
   function acked(id) {
     const m = log.querySelector('.msg.pending[data-id="' + CSS_escape(id) + '"]');
     if (!m) return;
+    liveNotes = 0;
     m.classList.remove("pending");
     m.meta.replaceChildren(stamp(Date.now()));
   }
@@ -580,6 +586,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     if (f.answer_id) {
       if (seen.has("b:" + f.answer_id)) return;
       seen.add("b:" + f.answer_id);
+      liveNotes = 0;
     }
     dropChips();
     const m = addMsg("bot", at, { before });
@@ -632,6 +639,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     const key = "a:" + at + ":" + text;
     if (seen.has(key)) return;
     seen.add(key);
+    liveNotes = 0;
     dropChips();
     const m = addMsg("agent", at, { name: name || agentName || "Agent", before });
     m.bubble.append(markdown(text));
@@ -677,6 +685,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
   }
   function showQueue(f) {
     queueBar.hidden = state !== "queued";
+    queuePos.textContent = String(f.position);
     queueText.textContent = f.position > 1 ? t("queue", { position: f.position }) : t("queueNext");
     queueEta.textContent = f.eta_seconds ? t("eta", { minutes: Math.max(1, Math.round(f.eta_seconds / 60)) }) : "";
   }
@@ -722,6 +731,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     text.required = true;
     const alert = card.appendChild(el("div", "alert"));
     alert.setAttribute("role", "alert");
+    card.addEventListener("input", () => (alert.textContent = ""));
     const submit = card.appendChild(el("button", "primary", t("leaveSend")));
     submit.type = "submit";
     card.addEventListener("submit", (e) => {
@@ -762,6 +772,11 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
       : state === "queued" ? t("waiting")
       : t("subtitle");
     netBar.hidden = c !== "offline";
+    // The header shows who the visitor is talking to.
+    const who = state === "with_agent" && agentName ? agentName.charAt(0).toUpperCase() : "";
+    if (av.textContent !== who || (!who && !av.firstChild)) {
+      av.replaceChildren(who || icon("chat"));
+    }
   }
   function wanted() {
     return S.open || S.outbox.length > 0 || state === "queued" || state === "with_agent";
@@ -887,8 +902,11 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
         return showQueue(f);
       case "offline": {
         hideTyping();
-        if (f.reason === "outside_hours" && state === "queued") setState("bot");
-        if (f.message) addReply({ text: f.message }, Date.now(), false);
+        // outside_hours and queue_full are not queued; no_agents stays in the queue
+        if (f.reason !== "no_agents" && state === "queued") setState("bot");
+        const said = log.querySelectorAll(".msg.bot .bubble");
+        const last = said.length ? said[said.length - 1].textContent : "";
+        if (f.message && f.message !== last) addReply({ text: f.message }, Date.now(), false);
         leaveForm();
         return notify();
       }
@@ -907,7 +925,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
       }
       case "agent_joined":
         agentName = f.name || "";
-        systemSeen++;
+        liveNotes++;
         setState("with_agent");
         setConn("online");
         note(t("agentJoined", { name: f.name }));
@@ -921,13 +939,12 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
       case "typing":
         return showTyping(agentName || "", 5000);
       case "agent_left":
-        systemSeen++;
+        liveNotes++;
         note(t("agentLeft", { name: f.name || agentName }));
         if (state === "with_agent") setState("queued");
         agentName = "";
         return setConn("online");
       case "closed":
-        systemSeen++;
         setState("closed");
         inflight = null;
         return showClosed();
@@ -987,7 +1004,15 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     // Entries this page has not shown yet go before the messages still waiting to be stored.
     const ids = new Set(history.map((h) => h.id).filter(Boolean));
     const before = Array.from(log.querySelectorAll(".msg.pending")).find((m) => !ids.has(m.dataset.id)) || null;
-    let systems = 0;
+    // After a reconnect, system entries up to the last message already shown
+    // were shown too (live), as were the last few live notes.
+    let known = -1, skip = 0;
+    if (rendered) {
+      history.forEach((h, i) => {
+        if (seen.has(h.role === "visitor" ? "v:" + h.id : h.role === "bot" ? "b:" + h.answer_id : "a:" + h.at + ":" + h.text)) known = i;
+      });
+      skip = liveNotes;
+    }
     history.forEach((h, i) => {
       const last = i === history.length - 1 && f.state === "bot";
       if (h.role === "visitor") addVisitor(h.text, h.id, h.at, false, before);
@@ -995,23 +1020,48 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
       else if (h.role === "agent") {
         if (h.name) agentName = h.name;
         addAgent(h.text, h.name, h.at, before);
-      } else if (++systems > systemSeen) {
-        systemSeen = systems;
-        note(h.text, null, before);
+      } else {
+        const text = systemNote(h);
+        if (i <= known) return;
+        if (skip > 0) {
+          skip--;
+          return;
+        }
+        note(text, null, before);
       }
     });
+    rendered = true;
     for (const id of ids) acked(id);
-    if (f.state === "with_agent" && !agentName) agentName = "";
     setConn("online");
     if (state === "closed") showClosed();
     toBottom();
     pump();
   }
 
+  /** A stored system entry in the interface's words (and who has the conversation now). */
+  function systemNote(h) {
+    const s = String(h.text || "");
+    let m;
+    if ((m = /^(.+) joined$/.exec(s))) {
+      agentName = m[1];
+      return t("agentJoined", { name: m[1] });
+    }
+    if ((m = /^(.+) left$/.exec(s))) {
+      agentName = "";
+      return t("agentLeft", { name: m[1] });
+    }
+    if ((m = /^(.+) handed the conversation to (.+)$/.exec(s))) {
+      agentName = m[2];
+      return t("transferred", { from: m[1], name: m[2] });
+    }
+    return s === "conversation closed" ? t("closed") : s;
+  }
+
   function reset() {
     log.replaceChildren();
     seen.clear();
-    systemSeen = 0;
+    liveNotes = 0;
+    rendered = false;
     agentName = "";
     inflight = null;
     hideTyping();
@@ -1041,8 +1091,9 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
 
   // ---- the composer ----
   function resize() {
-    input.style.height = "auto";
-    input.style.height = Math.min(input.scrollHeight + 2, 124) + "px";
+    // Grows with the text up to five lines (the CSS height fits one).
+    input.style.height = "";
+    if (input.scrollHeight > input.clientHeight + 1) input.style.height = Math.min(input.scrollHeight + 2, 124) + "px";
     sendBtn.classList.toggle("empty", !input.value.trim());
   }
   input.addEventListener("input", () => {
