@@ -69,6 +69,7 @@ async function shot(page, name) {
 async function openWidget(page) {
   await w(page, ".launcher").click();
   await w(page, ".panel").waitFor({ state: "visible" });
+  await w(page, ".panel").evaluate((p) => Promise.all(p.getAnimations().map((a) => a.finished)));
   await w(page, ".status.online").waitFor();
 }
 
@@ -164,6 +165,24 @@ test("answers with the article, offers quick replies and takes feedback", { time
     const choice = v.sent.find((f) => f.type === "choice");
     assert.equal(choice.value, "article:returns/start-a-return.md");
     assert.ok(v.received.some((f) => f.type === "ack" && f.id === choice.id));
+
+    // The visitor ends the conversation, rates it, and starts a new one.
+    const { cid } = await stored(page);
+    await w(page, "header button[aria-label='End conversation']").click();
+    await w(page, ".confirm").getByRole("button", { name: "End chat" }).click();
+    await w(page, ".rating").waitFor();
+    assert.deepEqual(v.sent.filter((f) => f.type === "close"), [{ type: "close" }]);
+    assert.equal(await w(page, ".composer").isVisible(), false);
+    await w(page, ".rating").getByRole("button", { name: "4 out of 5" }).click();
+    await w(page, ".rating").getByText("Thanks for rating us!").waitFor();
+    await w(page, ".restart button").click();
+    await page.waitForFunction((old) => {
+      const key = Object.keys(localStorage).find((k) => k.startsWith("frontdesk:"));
+      const cid = JSON.parse(localStorage.getItem(key)).cid;
+      return cid && cid !== old;
+    }, cid);
+    await w(page, ".composer").waitFor({ state: "visible" });
+    assert.equal(await w(page, ".msg").count(), 1, "only the greeting");
     await v.clean();
   });
 });
@@ -452,6 +471,64 @@ test("HTML in visitor messages and in articles shows as text; markdown renders s
   });
 });
 
+test("data attributes set colour, position and strings; the page's CSS cannot reach the widget", { timeout: 60000 }, async () => {
+  // A page that styles everything it can, with !important, and loads the
+  // widget from the frontdesk server on another origin.
+  const site = createServer((req, res) => {
+    // (200 for the browser's favicon request too: a 404 would log an error)
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    res.end(req.url !== "/" ? "" : `<!doctype html><title>Hostile</title>
+<style>
+  * { all: unset !important; font: 40px serif !important; color: red !important; }
+  frontdesk-chat, div, button, section, textarea { display: none !important; position: static !important; }
+  head, style, script { display: none !important; }
+</style>
+<p>Page text</p>
+<script src="${chat}/widget.js" data-title="Boutique" data-color="#ffd400" data-position="bottom-left"
+  data-greeting="" data-strings='{"sendLabel":"Senden","launcherLabel":"Hilfe"}' data-placeholder="Ihre Nachricht"></script>`);
+  });
+  await new Promise((ok) => site.listen(0, "127.0.0.1", ok));
+  const origin = `http://127.0.0.1:${site.address().port}`;
+  let chat;
+  await withServer({ config: `allowed_origins = ["${origin}"]` }, async (server, visitPage) => {
+    chat = server.http;
+    const v = await visitPage(origin, { hosts: [new URL(origin).host, server.addr] });
+    const { page } = v;
+    const launcher = w(page, ".launcher");
+    await launcher.waitFor();
+    const box = await launcher.boundingBox();
+    assert.ok(box.x < 100 && box.y > 600 && box.width === 60, `launcher at ${JSON.stringify(box)}`);
+    assert.equal(await launcher.getAttribute("aria-label"), "Hilfe");
+    const colours = await launcher.evaluate((b) => {
+      const cs = getComputedStyle(b);
+      return { bg: cs.backgroundColor, fg: cs.color };
+    });
+    assert.deepEqual(colours, { bg: "rgb(255, 212, 0)", fg: "rgb(16, 24, 40)" }, "dark text on yellow");
+    await openWidget(page);
+    assert.equal(await w(page, "h2").innerText(), "Boutique");
+    assert.equal(await w(page, ".composer textarea").getAttribute("placeholder"), "Ihre Nachricht");
+    assert.equal(await w(page, ".sendb").getAttribute("aria-label"), "Senden");
+    assert.equal(await w(page, ".msg").count(), 0, "no greeting");
+    const panel = await w(page, ".panel").boundingBox();
+    assert.ok(panel.x < 100 && panel.width === 384, `panel at ${JSON.stringify(panel)}`);
+    await ask(page, "how long does shipping take");
+    const answer = bot(page, "Standard delivery takes");
+    await answer.waitFor();
+    // Links are a shade of the colour that reads on white (contrast >= 4.5).
+    const ratio = await answer.locator("a.src svg").first().evaluate((svg) => {
+      const rgb = getComputedStyle(svg).color.match(/\d+/g).map(Number);
+      const lum = rgb.map((x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+      const l = 0.2126 * lum[0] + 0.7152 * lum[1] + 0.0722 * lum[2];
+      return 1.05 / (l + 0.05);
+    });
+    assert.ok(ratio >= 4.5, `contrast ${ratio}`);
+    assert.equal(await answer.locator(".bubble").evaluate((b) => getComputedStyle(b).fontSize), "14px");
+    await shot(page, "hostile-page");
+    await v.clean();
+  });
+  site.close();
+});
+
 test("widget.js is under 25 KiB gzipped", async () => {
   await withServer({}, async (server) => {
     const res = await fetch(`${server.http}/widget.js`);
@@ -509,7 +586,6 @@ test("phone width: the panel fills the screen; nothing loads from other hosts; n
     const v = await visitPage(server.http, { viewport: { width: 375, height: 720 } });
     const { page } = v;
     await openWidget(page);
-    await w(page, ".panel").evaluate((p) => Promise.all(p.getAnimations().map((a) => a.finished)));
     const box = await w(page, ".panel").boundingBox();
     assert.deepEqual([box.x, box.y, box.width, box.height], [0, 0, 375, 720]);
     await ask(page, "where is my order FD-123456");
