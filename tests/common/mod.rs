@@ -45,6 +45,7 @@ pub fn database_text(data: &Path) -> String {
 /// A server running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub app: frontdesk::server::App,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -56,12 +57,14 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = Server::new(config, content).unwrap();
+        let app = server.app();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(listener, async move {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            app,
             stop: Some(stop),
             task: Some(task),
         }
@@ -71,10 +74,32 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
+    pub fn agent_url(&self) -> String {
+        format!("ws://{}/agent/ws", self.addr)
+    }
+
+    /// Adds an agent and returns their token.
+    pub async fn add_agent(&self, name: &str) -> String {
+        let token = frontdesk::handoff::random_token(32);
+        let added = self
+            .app
+            .store()
+            .add_agent(name.into(), frontdesk::handoff::hash_token(&token), false)
+            .await
+            .unwrap();
+        assert!(added);
+        token
+    }
+
     /// Triggers shutdown and waits until the server has drained and flushed.
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let task = self.task.take().unwrap();
+    pub async fn stop(self) {
+        // The server waits for every handle to its state to be dropped.
+        let TestServer {
+            app, stop, task, ..
+        } = self;
+        drop(app);
+        let _ = stop.unwrap().send(());
+        let task = task.unwrap();
         tokio::time::timeout(Duration::from_secs(10), task)
             .await
             .expect("server drains within 10 s")
@@ -156,6 +181,82 @@ impl Visitor {
         let ack = self.expect("ack").await;
         assert_eq!(ack["id"], id);
         self.expect("reply").await
+    }
+}
+
+/// An agent's websocket client. Frames that a test is not waiting for yet
+/// are kept, so broadcasts arriving in any order do not upset it.
+pub struct Agent {
+    pub ws: Ws,
+    pending: Vec<Value>,
+}
+
+impl Agent {
+    /// Connects without signing in.
+    pub async fn connect(url: &str) -> Agent {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Agent {
+            ws,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Connects and signs in; returns the client and the welcome frame.
+    pub async fn sign_in(url: &str, token: &str) -> (Agent, Value) {
+        let mut a = Agent::connect(url).await;
+        a.send(json!({"type": "auth", "token": token})).await;
+        let welcome = a.expect("welcome").await;
+        (a, welcome)
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next frame from the wire (5 s at most); `None` once closed.
+    pub async fn next_frame(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), self.ws.next())
+                .await
+                .expect("a frame within 5 s")?;
+            match msg {
+                Ok(Message::Text(t)) => {
+                    return Some(serde_json::from_str(&t).expect("server sends JSON"))
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The first frame of type `ty` that matches `pred`, kept or next to arrive.
+    pub async fn expect_where(&mut self, ty: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.pending.iter().position(|f| f["type"] == ty && pred(f)) {
+            return self.pending.remove(i);
+        }
+        loop {
+            let f = self.next_frame().await.unwrap_or_else(|| {
+                panic!("closed while waiting for {ty}; kept {:?}", self.pending)
+            });
+            if f["type"] == ty && pred(&f) {
+                return f;
+            }
+            self.pending.push(f);
+        }
+    }
+
+    pub async fn expect(&mut self, ty: &str) -> Value {
+        self.expect_where(ty, |_| true).await
+    }
+
+    /// Whether a frame of type `ty` has been kept (without waiting).
+    pub fn has_kept(&self, ty: &str) -> bool {
+        self.pending.iter().any(|f| f["type"] == ty)
     }
 }
 
