@@ -377,7 +377,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
 .sendb{width:40px;height:40px;border-radius:50%;border:0;background:var(--accent);color:var(--on);display:flex;align-items:center;justify-content:center;flex:none}
 .sendb.empty{opacity:.45}
 .restart{flex:none;padding:0 14px 12px;background:#fff}
-.brand{flex:none;text-align:center;font-size:11px;color:#98a2b3;padding:0 0 8px;background:#fff}
+.brand{flex:none;text-align:center;font-size:11px;color:#667085;padding:0 0 8px;background:#fff}
 @media (max-width:480px){.panel,.left .panel{inset:0;width:auto;height:auto;max-width:none;max-height:none;border-radius:0}.open .launcher{display:none}}
 @media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important}}
 `;
@@ -549,9 +549,6 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     (o.before && o.before.parentNode === log ? log.insertBefore(m, o.before) : log.appendChild(m));
     return m;
   }
-  function finish() {
-    toBottom();
-  }
   function dropChips() {
     for (const c of log.querySelectorAll(".chips")) c.remove();
   }
@@ -569,7 +566,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
       m.classList.add("pending");
       m.meta.replaceChildren(icon("clock"), el("span", null, t("sending")));
     }
-    finish(m);
+    toBottom();
     return m;
   }
   function acked(id) {
@@ -616,7 +613,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     }
     // "Was this helpful?" on knowledge-base answers, not on small talk.
     if (f.kind === "answer" && f.answer_id && src && src.type === "article") m.body.append(feedback(f.answer_id));
-    finish(m);
+    toBottom();
     return m;
   }
   function feedback(answerId) {
@@ -643,7 +640,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     dropChips();
     const m = addMsg("agent", at, { name: name || agentName || "Agent", before });
     m.bubble.append(markdown(text));
-    finish(m);
+    toBottom();
   }
   function note(text, cls, before) {
     const n = el("div", "note" + (cls ? " " + cls : ""), text);
@@ -709,7 +706,7 @@ label{display:block;font-size:12.5px;font-weight:600;color:#344054;margin:8px 0 
     toBottom();
     notify();
   }
-  function leaveForm(message) {
+  function leaveForm() {
     const card = log.appendChild(el("form", "card leave"));
     card.noValidate = true;
     const h = card.appendChild(el("h3"));
