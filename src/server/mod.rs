@@ -295,22 +295,17 @@ pub fn router(app: App) -> Router {
             }),
         )
         .route(
-            "/chat.js",
+            "/shop.css",
             get(|| {
                 asset(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../../web/chat.js"),
+                    "text/css; charset=utf-8",
+                    include_str!("../../web/shop.css"),
                 )
             }),
         )
         .route(
-            "/chat.css",
-            get(|| {
-                asset(
-                    "text/css; charset=utf-8",
-                    include_str!("../../web/chat.css"),
-                )
-            }),
+            "/favicon.svg",
+            get(|| asset("image/svg+xml", include_str!("../../web/favicon.svg"))),
         )
         .route(
             "/widget.js",
