@@ -186,6 +186,18 @@ pub struct Limits {
     pub frames_per_second: u32,
     /// Frames a client may send in a burst above the sustained rate.
     pub frame_burst: u32,
+    /// Open connections from one client address; more are closed at once.
+    /// Offices behind one NAT address share this, so keep it generous.
+    pub max_connections_per_address: usize,
+    /// Connections that have not yet sent a complete request (a websocket
+    /// handshake, say); more are closed at once.
+    pub max_handshaking: usize,
+    /// Seconds a new connection has to send a complete request, and that a
+    /// plain HTTP connection may sit idle between requests.
+    pub handshake_timeout_secs: u64,
+    /// Visitor messages in one conversation; beyond it the visitor is asked to
+    /// start a new one (`conversation_too_long`).
+    pub max_conversation_messages: usize,
 }
 
 impl Default for Limits {
@@ -200,6 +212,10 @@ impl Default for Limits {
             idle_timeout_secs: 600,
             frames_per_second: 50,
             frame_burst: 100,
+            max_connections_per_address: 1000,
+            max_handshaking: 1024,
+            handshake_timeout_secs: 10,
+            max_conversation_messages: 1000,
         }
     }
 }
@@ -281,6 +297,13 @@ impl Config {
             return Err(
                 "limits.max_frame_bytes must be at least limits.max_message_bytes (> 0)".into(),
             );
+        }
+        if l.max_connections_per_address == 0
+            || l.max_handshaking == 0
+            || l.handshake_timeout_secs == 0
+            || l.max_conversation_messages == 0
+        {
+            return Err("limits.max_connections_per_address, max_handshaking, handshake_timeout_secs and max_conversation_messages must be at least 1".into());
         }
         if l.outbound_queue == 0 || l.max_connections == 0 {
             return Err(

@@ -182,6 +182,7 @@ pub mod codes {
     pub const SHUTTING_DOWN: &str = "shutting_down";
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const INVALID_EMAIL: &str = "invalid_email";
+    pub const CONVERSATION_TOO_LONG: &str = "conversation_too_long";
     pub const AUTH_REQUIRED: &str = "auth_required";
     pub const AUTH_FAILED: &str = "auth_failed";
     pub const TOO_MANY_ATTEMPTS: &str = "too_many_attempts";

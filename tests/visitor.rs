@@ -518,3 +518,94 @@ async fn forget_deletes_a_visitors_conversation() {
     assert_ne!(resumed["conversation_id"], welcome["conversation_id"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn connections_per_address_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_connections_per_address = 2;
+    let server = TestServer::start(cfg).await;
+    let mut first = Visitor::connect(&server.url()).await;
+    let mut second = Visitor::connect(&server.url()).await;
+    first.hello().await;
+    second.hello().await;
+    // The third from the same address is closed before its handshake.
+    assert!(tokio_tungstenite::connect_async(server.url())
+        .await
+        .is_err());
+    // Closing one frees its place.
+    drop(first);
+    let mut third = None;
+    for _ in 0..50 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(server.url()).await {
+            third = Some(Visitor { ws });
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    third.expect("a place frees up").hello().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.handshake_timeout_secs = 1;
+    cfg.limits.max_handshaking = 2;
+    let server = TestServer::start(cfg).await;
+    // Two clients trickle part of a request and stop.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(tcp);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // They fill the handshake slots: a third connection is turned away...
+    let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("closed at once");
+    assert!(matches!(n, Ok(0) | Err(_)), "turned away: {n:?}");
+    // ...and the slow ones are closed when their time is up.
+    for mut tcp in slow {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("closed within the handshake timeout");
+        assert!(matches!(n, Ok(0) | Err(_)), "closed: {n:?}");
+    }
+    // A well-behaved visitor gets in, and its websocket outlives the timeout.
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(v.ask("m1", "hello").await["kind"], "answer");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_conversation_has_a_length_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_conversation_messages = 2;
+    let server = TestServer::start(cfg).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    let welcome = v.hello().await;
+    v.ask("m1", "hello").await;
+    v.ask("m2", "hello").await;
+    v.send(json!({"type": "message", "id": "m3", "text": "hello"}))
+        .await;
+    assert_eq!(v.expect("error").await["code"], "conversation_too_long");
+    // The count survives a reconnect.
+    let mut again = Visitor::connect(&server.url()).await;
+    again.resume(&welcome).await;
+    again
+        .send(json!({"type": "message", "id": "m4", "text": "hello"}))
+        .await;
+    assert_eq!(again.expect("error").await["code"], "conversation_too_long");
+    server.stop().await;
+}

@@ -2,8 +2,6 @@
 //! CSV), for agents with the admin role, who send their token as
 //! `Authorization: Bearer TOKEN`.
 
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,7 +28,11 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Lets admins through; anyone else gets 401, 403 or 429.
-async fn authorize(app: &App, headers: &HeaderMap, peer: SocketAddr) -> Result<String, Response> {
+async fn authorize(
+    app: &App,
+    headers: &HeaderMap,
+    peer: super::guard::Peer,
+) -> Result<String, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -47,7 +49,7 @@ async fn authorize(app: &App, headers: &HeaderMap, peer: SocketAddr) -> Result<S
         )
             .into_response());
     };
-    match check_token(app, peer.ip(), token).await {
+    match check_token(app, peer.addr.ip(), token).await {
         SignIn::Agent(name, true) => Ok(name),
         SignIn::Agent(name, false) => Err(error(
             StatusCode::FORBIDDEN,
@@ -97,7 +99,7 @@ async fn load_stats(app: &App, p: &Period) -> Result<Stats, Response> {
 /// `GET /api/stats?from=&to=&bucket=hour|day`.
 pub(super) async fn stats(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<super::guard::Peer>,
     headers: HeaderMap,
     Query(p): Query<Period>,
 ) -> Response {
@@ -113,7 +115,7 @@ pub(super) async fn stats(
 /// `GET /api/stats.csv`: the series, one row per bucket.
 pub(super) async fn stats_csv(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<super::guard::Peer>,
     headers: HeaderMap,
     Query(p): Query<Period>,
 ) -> Response {
@@ -139,7 +141,7 @@ pub(super) async fn stats_csv(
 /// `GET /api/gaps?from=&to=&limit=`: content gaps, largest first (30 days by default).
 pub(super) async fn gaps(
     State(app): State<App>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<super::guard::Peer>,
     headers: HeaderMap,
     Query(p): Query<Period>,
 ) -> Response {

@@ -2,7 +2,7 @@
 //! then the queue, claims, the relay to visitors, notes and offline tickets.
 //! Every change is stored before anyone is told about it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ static NEXT_AGENT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::
 pub(super) async fn upgrade(
     ws: WebSocketUpgrade,
     headers: axum::http::HeaderMap,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<super::guard::Peer>,
     State(app): State<App>,
 ) -> Response {
     if !super::visitor::origin_allowed(&headers, &app.config().allowed_origins) {
@@ -56,7 +56,8 @@ pub(super) async fn upgrade(
         .on_upgrade(move |socket| {
             let span = tracing::info_span!("agent", conn = id);
             async move {
-                run(socket, app, peer.ip(), id).await;
+                peer.upgraded();
+                run(socket, app, peer.addr.ip(), id).await;
                 drop(permit);
                 drop(alive);
             }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod agent;
+mod guard;
 mod reload;
 mod visitor;
 
@@ -172,18 +173,18 @@ impl Server {
             let _ = shutdown_tx.send(true);
             let _ = stop_tx.send(());
         });
-        // Replies go out as several small frames (ack, reply, queue); without
-        // TCP_NODELAY, Nagle's algorithm holds the second one for the client's
-        // delayed ACK (about 40 ms).
-        let listener =
-            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY not set");
-                }
-            });
+        let limits = &app.config().limits;
+        let listener = guard::GuardedListener::new(
+            listener,
+            guard::GuardLimits {
+                per_address: limits.max_connections_per_address,
+                handshaking: limits.max_handshaking,
+                handshake_timeout: std::time::Duration::from_secs(limits.handshake_timeout_secs),
+            },
+        );
         axum::serve(
             listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            router.into_make_service_with_connect_info::<guard::Peer>(),
         )
         .with_graceful_shutdown(async move {
             let _ = stop_rx.await;
@@ -380,6 +381,7 @@ pub fn router(app: App) -> Router {
         .route("/ws", get(visitor::upgrade))
         .route("/agent/ws", get(agent::upgrade))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(guard::request_seen))
         .with_state(app)
 }
 

@@ -32,6 +32,7 @@ static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 pub(super) async fn upgrade(
     ws: WebSocketUpgrade,
     headers: axum::http::HeaderMap,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<super::guard::Peer>,
     State(app): State<App>,
 ) -> Response {
     if !origin_allowed(&headers, &app.config().allowed_origins) {
@@ -54,6 +55,7 @@ pub(super) async fn upgrade(
         .on_upgrade(move |socket| {
             let span = tracing::info_span!("visitor", conn = id);
             async move {
+                peer.upgraded();
                 run(socket, app, id).await;
                 drop(permit);
                 drop(alive);
@@ -67,6 +69,8 @@ struct Conversation {
     id: String,
     state: String,
     ctx: Context,
+    /// Messages the visitor has written in it (toward `max_conversation_messages`).
+    messages: usize,
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -285,6 +289,14 @@ impl Session {
                     "this conversation is closed; start a new one with hello",
                 );
             }
+            ClientFrame::Message { .. } | ClientFrame::Choice { .. }
+                if conv.messages >= self.app.config().limits.max_conversation_messages =>
+            {
+                self.error(
+                    codes::CONVERSATION_TOO_LONG,
+                    "this conversation has reached its length limit; close it and start a new one",
+                );
+            }
             ClientFrame::Message { id, text } => self.message(id, text).await,
             ClientFrame::Choice { id, value } => self.choice(id, value).await,
             ClientFrame::Feedback { answer_id, helpful } => self.feedback(answer_id, helpful).await,
@@ -338,6 +350,7 @@ impl Session {
                         id: c.id.clone(),
                         state: c.state.clone(),
                         ctx: serde_json::from_str(&c.context).unwrap_or_default(),
+                        messages: c.history.iter().filter(|h| h.role == "visitor").count(),
                     });
                     self.send(ServerFrame::Welcome {
                         conversation_id: c.id,
@@ -373,6 +386,7 @@ impl Session {
                     id: id.clone(),
                     state: "bot".into(),
                     ctx: Context::default(),
+                    messages: 0,
                 });
                 self.send(ServerFrame::Welcome {
                     conversation_id: id,
@@ -408,6 +422,9 @@ impl Session {
             match self.app.store().store_turn(turn).await {
                 Ok(TurnOutcome::Stored { .. }) => {
                     self.app.metrics().visitor_message();
+                    if let Some(c) = &mut self.conversation {
+                        c.messages += 1;
+                    }
                     self.send(ServerFrame::Ack { id: id.clone() });
                     let hub = &self.app.inner.hub;
                     hub.to_agents(&AgentServerFrame::VisitorMessage {
@@ -642,6 +659,9 @@ impl Session {
                 metrics.decision(d.kind, d.escalation, took);
                 if let Some((id, _)) = visitor {
                     metrics.visitor_message();
+                    if let Some(c) = &mut self.conversation {
+                        c.messages += 1;
+                    }
                     self.send(ServerFrame::Ack { id });
                 }
                 tracing::debug!(kind = d.kind.as_str(), rule = %d.explanation.rule, "reply");
