@@ -27,7 +27,7 @@ pub struct Gap {
     pub count: u64,
     pub unanswered: u64,
     pub not_helpful: u64,
-    /// The terms most of its questions share.
+    /// The words most of its questions share (as visitors wrote them).
     pub terms: Vec<String>,
     /// Distinct questions, most asked first (at most five).
     pub examples: Vec<String>,
@@ -69,8 +69,23 @@ pub fn questions(c: &Connection, from: i64, to: i64) -> Result<Vec<(String, GapK
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// A question's words as the matcher sees them (stemmed, no stop words).
-fn term_set(analyzer: &mut tantivy::tokenizer::TextAnalyzer, text: &str) -> Vec<String> {
+/// A question's words as the matcher sees them (stemmed, no stop words),
+/// remembering for each stem the first word it came from.
+fn term_set(
+    analyzer: &mut tantivy::tokenizer::TextAnalyzer,
+    text: &str,
+    words: &mut HashMap<String, String>,
+) -> Vec<String> {
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        if let [stem] = crate::text::terms(analyzer, word).as_slice() {
+            words
+                .entry(stem.clone())
+                .or_insert_with(|| word.to_lowercase());
+        }
+    }
     let mut t = crate::text::terms(analyzer, text);
     t.sort();
     t.dedup();
@@ -95,6 +110,7 @@ fn alike(a: &[String], b: &[String]) -> bool {
 /// groups at most. `content` names the nearest article of each.
 pub fn group(questions: &[(String, GapKind)], content: Option<&Content>, limit: usize) -> Vec<Gap> {
     let mut analyzer = crate::text::analyzer();
+    let mut words: HashMap<String, String> = HashMap::new();
     // Identical questions (after normalising) first.
     let mut same: HashMap<String, (String, u64, u64)> = HashMap::new();
     for (text, kind) in questions {
@@ -128,7 +144,7 @@ pub fn group(questions: &[(String, GapKind)], content: Option<&Content>, limit: 
     }
     let mut groups: Vec<Building> = Vec::new();
     for (_, text, unanswered, not_helpful) in distinct {
-        let terms = term_set(&mut analyzer, &text);
+        let terms = term_set(&mut analyzer, &text, &mut words);
         let n = unanswered + not_helpful;
         let found = if terms.is_empty() {
             None
@@ -177,7 +193,7 @@ pub fn group(questions: &[(String, GapKind)], content: Option<&Content>, limit: 
                     .into_iter()
                     .filter(|t| t.1 * 2 >= count)
                     .take(6)
-                    .map(|t| t.0)
+                    .map(|t| words.get(&t.0).cloned().unwrap_or(t.0))
                     .collect(),
                 examples,
                 nearest_article: nearest,

@@ -93,7 +93,11 @@ async fn load_stats(app: &App, p: &Period) -> Result<Stats, Response> {
         .reader
         .read(move |c| analytics::stats(c, from, to, bucket))
         .await
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+        .map_err(|e| match e {
+            // The request asked for something impossible (too many buckets).
+            crate::store::StoreError::Schema(m) => error(StatusCode::BAD_REQUEST, m),
+            e => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })
 }
 
 /// `GET /api/stats?from=&to=&bucket=hour|day`.
@@ -167,5 +171,13 @@ pub(super) async fn gaps(
         tokio::task::spawn_blocking(move || analytics::group(&questions, Some(&content), limit))
             .await
             .unwrap_or_default();
-    Json(serde_json::json!({ "from": from, "to": to, "gaps": gaps })).into_response()
+    let engine = &app.config().engine;
+    Json(serde_json::json!({
+        "from": from,
+        "to": to,
+        // What a nearest article's confidence would have needed.
+        "thresholds": { "answer": engine.answer_threshold, "clarify": engine.clarify_threshold },
+        "gaps": gaps,
+    }))
+    .into_response()
 }

@@ -164,6 +164,14 @@ async fn run(socket: WebSocket, app: App, ip: IpAddr, conn: u64) {
                     close(&session.out, CLOSE_GOING_AWAY, "idle");
                     break;
                 }
+                // An agent removed with `frontdesk agent remove` is signed out.
+                if let Ok(agents) = app.store().agents().await {
+                    if !agents.iter().any(|a| a.name == name) {
+                        tracing::info!(agent = %name, "agent removed; signing out");
+                        close(&session.out, CLOSE_POLICY, "agent removed");
+                        break;
+                    }
+                }
                 let _ = session.out.try_send(Message::Ping(Vec::new().into()));
             }
             Some(json) = events.recv() => session.raw(json),

@@ -331,12 +331,15 @@ fn queue_position(c: &Connection, id: &str) -> rusqlite::Result<Option<u32>> {
 
 /// Closes a conversation and decides its outcome from what happened in it:
 /// escalated if it was ever escalated (queued, or offered a ticket when nobody
-/// could take it); deflected if the bot answered and no person wrote;
-/// unanswered if the bot only fell back; otherwise no question was asked.
+/// could take it); deflected if the bot answered a question (small talk and
+/// answers the visitor marked not helpful do not count) and no person wrote;
+/// unanswered if the bot only fell back or its answers did not help;
+/// otherwise no question was asked.
 fn close(c: &Connection, conversation_id: &str, closed_by: &str) -> Result<String, StoreError> {
     let (reason, answers, fallbacks): (Option<String>, i64, i64) = c.query_row(
         "SELECT escalation_reason,
-                (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'answer' AND d.smalltalk = 0),
+                (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'answer' AND d.smalltalk = 0
+                 AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.answer_id = d.answer_id AND f.helpful = 0)),
                 (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'fallback')
          FROM conversations WHERE id = ?1",
         [conversation_id],
