@@ -305,8 +305,22 @@ pub struct Process {
 impl Process {
     /// Starts `frontdesk serve` on a free port with the fixture content.
     pub fn start(data: &Path) -> Process {
+        Process::start_under(&[], data)
+    }
+
+    /// Starts `frontdesk serve` as the last argument of `wrapper` (strace, say).
+    pub fn start_under(wrapper: &[&str], data: &Path) -> Process {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+        let binary = env!("CARGO_BIN_EXE_frontdesk");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => std::process::Command::new(binary),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .arg("--intents")
