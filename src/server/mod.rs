@@ -75,6 +75,26 @@ impl App {
         &self.inner.store
     }
 
+    /// Lets a websocket in: its page's origin is allowed, the server is not
+    /// shutting down, and there is room. Returns the connection's place and
+    /// the handle that keeps shutdown waiting for it; refused, the response.
+    #[allow(clippy::result_large_err)]
+    fn admit(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, mpsc::Sender<()>), Response> {
+        if !visitor::origin_allowed(headers, &self.config().allowed_origins) {
+            return Err((StatusCode::FORBIDDEN, "origin not allowed").into_response());
+        }
+        if *self.inner.shutdown.borrow() {
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response());
+        }
+        let Ok(permit) = self.inner.connections.clone().try_acquire_owned() else {
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response());
+        };
+        Ok((permit, self.inner.alive.clone()))
+    }
+
     /// The live counters behind `/metrics`.
     pub fn metrics(&self) -> &crate::analytics::Metrics {
         &self.inner.metrics

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -35,16 +34,10 @@ pub(super) async fn upgrade(
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<super::guard::Peer>,
     State(app): State<App>,
 ) -> Response {
-    if !origin_allowed(&headers, &app.config().allowed_origins) {
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-    }
-    if *app.inner.shutdown.borrow() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
-    }
-    let Ok(permit) = app.inner.connections.clone().try_acquire_owned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
+    let (permit, alive) = match app.admit(&headers) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
-    let alive = app.inner.alive.clone();
     let limits = &app.config().limits;
     let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     ws.read_buffer_size(limits.ws_read_buffer_bytes)
