@@ -63,7 +63,10 @@ async fn a_failing_fsync_is_refused_and_never_acknowledged() {
         .map(|(k, _)| k)
         .collect();
     let refused = verdicts.len() - acked.len();
-    assert!(!acked.is_empty(), "some messages were stored before the faults");
+    assert!(
+        !acked.is_empty(),
+        "some messages were stored before the faults"
+    );
     assert!(refused > 0, "the injected faults refused some messages");
     drop(v);
     server.kill();
@@ -80,7 +83,11 @@ async fn a_failing_fsync_is_refused_and_never_acknowledged() {
         }
     }
     for id in &acked {
-        assert_eq!(stored.get(*id), Some(&1), "acknowledged {id} is stored once");
+        assert_eq!(
+            stored.get(*id),
+            Some(&1),
+            "acknowledged {id} is stored once"
+        );
     }
     for (id, verdict) in &verdicts {
         if *verdict == "refused" {
