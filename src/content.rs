@@ -37,6 +37,14 @@ impl fmt::Display for ContentError {
 
 impl std::error::Error for ContentError {}
 
+/// The 1-based line of byte `offset` in `text` (past the end: the last line).
+/// Lines end at `\n` only, as editors number them: a stray carriage return or a
+/// Unicode line separator, which some parsers count as a line break, is not one.
+pub fn line_at(text: &str, offset: usize) -> usize {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|&&b| b == b'\n').count() + 1
+}
+
 /// Everything the engine answers from.
 pub struct Content {
     pub intents: Intents,
@@ -88,4 +96,21 @@ fn intent_phrasings(intents: &Intents) -> Vec<crate::kb::Article> {
         .iter()
         .filter_map(|i| crate::kb::Article::from_intent_examples(&i.id, &i.examples))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_at;
+
+    #[test]
+    fn lines_are_counted_at_newlines_only() {
+        let text = "a\nb\r\rc\u{2028}d\ne";
+        assert_eq!(line_at(text, 0), 1);
+        assert_eq!(line_at(text, 2), 2);
+        assert_eq!(line_at(text, text.find('d').unwrap()), 2);
+        assert_eq!(line_at(text, text.len()), 3);
+        assert_eq!(line_at(text, usize::MAX), 3);
+        // Not a character boundary: still a line, never a panic.
+        assert_eq!(line_at(text, text.find('\u{2028}').unwrap() + 1), 2);
+    }
 }

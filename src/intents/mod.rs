@@ -194,7 +194,7 @@ impl Intents {
 
     /// Parses and compiles intents text; `path` names the file in errors.
     pub fn compile(text: &str, path: &Path) -> Result<Intents, ContentError> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let line_of = |offset: usize| crate::content::line_at(text, offset);
         let raw: schema::RawFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(s.start));
             ContentError::new(path, line, e.message().to_string())

@@ -103,8 +103,13 @@ impl Article {
             ));
         }
         let fm: FrontMatter = serde_norway::from_str(&yaml).map_err(|e| {
-            // The YAML starts on the file's second line.
-            let line = e.location().map(|l| l.line() + 1);
+            // The YAML starts on the file's second line. The YAML parser also
+            // counts a lone carriage return (and U+0085, U+2028, U+2029) as a
+            // line break, so its own line number can point past the file's
+            // end; the line is counted from the error's byte offset instead.
+            let line = e
+                .location()
+                .map(|l| crate::content::line_at(&yaml, l.index()) + 1);
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
             err(line, format!("front matter: {msg}"))
@@ -185,6 +190,23 @@ mod tests {
         let e = Article::parse("a.md".into(), text, Path::new("kb/a.md")).unwrap_err();
         assert!(e.line.is_some_and(|l| l >= 3), "{e}");
         assert!(e.to_string().starts_with("kb/a.md:"), "{e}");
+    }
+
+    #[test]
+    fn stray_carriage_returns_do_not_move_error_lines() {
+        let plain = "---\ntitle: \"ok\"\nquestions:\n  - one\n  - [two\n---\nbody";
+        let with_cr = plain.replace("  - one", "  - one\r\r\r\r\r\r");
+        let line = |text: &str| {
+            Article::parse("a.md".into(), text, Path::new("a.md"))
+                .unwrap_err()
+                .line
+        };
+        assert_eq!(line(&with_cr), line(plain));
+        assert!(
+            line(plain).is_some_and(|l| (2..=7).contains(&l)),
+            "{:?}",
+            line(plain)
+        );
     }
 
     #[test]

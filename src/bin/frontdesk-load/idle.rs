@@ -125,6 +125,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             sources: Vec::new(),
             connect_concurrency: 5,
+            escalate_every: 0,
         };
         let f = run(&target, &plan, Some(std::process::id())).await;
         assert_eq!((f.connected, f.held, f.failed), (5, 5, 0), "{f:?}");

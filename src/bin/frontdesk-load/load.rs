@@ -11,19 +11,25 @@
 //!   reported as `unsent`.
 //!
 //! A conversation that escalates is dropped and a new one started, so load
-//! stays on the bot path. Nothing is sent after the duration; replies still
-//! in flight are waited for (at most the reply timeout) and counted.
+//! stays on the bot path. A visitor whose connection is lost (a server
+//! restart, say) reconnects with backoff, resumes its conversation with the
+//! token from `welcome`, and sends a message that was not acknowledged again
+//! with the same id, as the widget does. Nothing is sent after the duration
+//! (or after [`Stop`]); replies still in flight are waited for (at most the
+//! reply timeout) and counted.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
+use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
-use crate::visitor::{Failure, Replied, Target, Visitor};
+use crate::acklog::AckLog;
+use crate::visitor::{Conversation, Failure, Replied, Target, Visitor};
 use crate::wire;
 
 /// How sends are paced.
@@ -49,6 +55,9 @@ pub struct Plan {
     pub sources: Vec<IpAddr>,
     /// Connections being set up at once.
     pub connect_concurrency: usize,
+    /// Every N-th message of a visitor asks for a person (0: never), which
+    /// puts its conversation in the queue; the visitor then starts a new one.
+    pub escalate_every: u64,
 }
 
 impl Plan {
@@ -60,8 +69,67 @@ impl Plan {
 /// Latencies are recorded in microseconds, up to an hour, to three significant digits.
 const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
 
-/// Pause before a visitor whose connection failed tries again.
+/// Pause before a visitor whose connection failed tries again; it doubles
+/// with each failure in a row, up to [`MAX_RECONNECT_PAUSE`].
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(2);
+
+/// Pause after the `failures`-th failed connection in a row: 100 ms doubling
+/// to 2 s, stretched by up to 22% depending on the visitor so that visitors
+/// cut off together (by a restart) do not all come back at the same moment.
+fn backoff(failures: u32, visitor: usize) -> Duration {
+    let doublings = failures.saturating_sub(1).min(5);
+    let base = (RECONNECT_PAUSE * (1 << doublings)).min(MAX_RECONNECT_PAUSE);
+    base + base.mul_f64((visitor % 8) as f64 / 32.0)
+}
+
+/// Ends a run early: no more messages are sent, replies in flight are still
+/// collected and counted.
+#[derive(Debug, Default)]
+pub struct Stop {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    pub fn trigger(&self) {
+        self.set.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the stop is triggered.
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sleeps until `at`, or less if the stop comes first.
+    async fn sleep_until(&self, at: Instant) {
+        tokio::select! {
+            _ = sleep_until(at) => {}
+            _ = self.wait() => {}
+        }
+    }
+}
+
+/// What a run is given besides its plan.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// Every ack received is recorded here.
+    pub acks: Option<Arc<AckLog>>,
+    pub stop: Arc<Stop>,
+}
 
 /// Counters shared by the visitors of one run.
 struct Stats {
@@ -73,6 +141,9 @@ struct Stats {
     timeouts: AtomicU64,
     connect_failures: AtomicU64,
     unsent: AtomicU64,
+    resumed: AtomicU64,
+    resent: AtomicU64,
+    resent_stored: AtomicU64,
     /// Messages that may still be sent (when `--count` bounds the run).
     budget: Option<AtomicU64>,
     first_failure: Mutex<Option<String>>,
@@ -92,6 +163,9 @@ impl Stats {
             timeouts: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             unsent: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            resent_stored: AtomicU64::new(0),
             budget: count.map(AtomicU64::new),
             first_failure: Mutex::new(None),
         }
@@ -156,6 +230,13 @@ pub struct Figures {
     /// Open loop: sends scheduled before the end that were never made because
     /// their visitor was still waiting for an earlier reply.
     pub unsent: u64,
+    /// Conversations resumed on a new connection after the old one was lost.
+    pub resumed: u64,
+    /// Messages sent again, with the same id, after such a resume.
+    pub resent: u64,
+    /// Of those, the ones the server had stored before the connection was
+    /// lost (acknowledged again, not answered again).
+    pub resent_stored: u64,
     /// Visitors connected when the clock started.
     pub connected: usize,
     pub connect_secs: f64,
@@ -177,7 +258,10 @@ pub async fn connect_all(
     let mut connecting = futures_util::stream::iter(0..plan.visitors)
         .map(|i| async move {
             let deadline = Instant::now() + plan.timeout;
-            (i, Visitor::start(target, plan.source(i), deadline).await)
+            (
+                i,
+                Visitor::start(target, plan.source(i), deadline, None).await,
+            )
         })
         .buffer_unordered(plan.connect_concurrency);
     while let Some((i, result)) = connecting.next().await {
@@ -190,7 +274,14 @@ pub async fn connect_all(
 }
 
 /// Runs the plan against the target and returns its figures.
+#[cfg(test)]
 pub async fn run(target: &Target, plan: &Plan) -> Figures {
+    run_with(target, plan, Hooks::default()).await
+}
+
+/// Runs the plan against the target, recording acks and heeding a stop as
+/// `hooks` say, and returns its figures.
+pub async fn run_with(target: &Target, plan: &Plan, hooks: Hooks) -> Figures {
     let stats = Arc::new(Stats::new(plan.count));
     let began = Instant::now();
     let visitors = connect_all(target, plan, |f| stats.record_failure(f)).await;
@@ -210,6 +301,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Figures {
                 target: target.clone(),
                 plan: plan.clone(),
                 stats: stats.clone(),
+                hooks: hooks.clone(),
                 start,
                 deadline,
             };
@@ -264,6 +356,9 @@ fn figures(stats: &Stats, connected: usize, connect_secs: f64, elapsed_secs: f64
         timeouts,
         connect_failures,
         unsent: load(&stats.unsent),
+        resumed: load(&stats.resumed),
+        resent: load(&stats.resent),
+        resent_stored: load(&stats.resent_stored),
         connected,
         connect_secs,
         elapsed_secs,
@@ -277,16 +372,30 @@ struct VisitorRun {
     target: Arc<Target>,
     plan: Arc<Plan>,
     stats: Arc<Stats>,
+    hooks: Hooks,
     start: Instant,
     deadline: Instant,
 }
 
 impl VisitorRun {
+    /// Past the duration, or stopped: nothing more is sent.
+    fn over(&self) -> bool {
+        Instant::now() >= self.deadline || self.hooks.stop.is_set()
+    }
+
     async fn drive(self, mut conn: Option<Visitor>) {
         let mut seq: u64 = 0;
         let mut slot: u64 = 0;
+        // After a lost connection: the conversation to resume, and its message
+        // that was sent but not acknowledged, to send again with the same id.
+        let mut resume: Option<Conversation> = None;
+        let mut unacked: Option<(String, &'static str)> = None;
+        let mut failed_connects: u32 = 0;
+        if let Some(v) = &mut conn {
+            v.log_acks(self.hooks.acks.clone());
+        }
         loop {
-            if self.stats.budget_spent() {
+            if self.stats.budget_spent() && unacked.is_none() {
                 return;
             }
             // When this message should go out, and what its latency counts from.
@@ -295,55 +404,98 @@ impl VisitorRun {
                 Pacing::Open { rate } => {
                     let at = self.start + self.slot_offset(rate, slot);
                     slot += 1;
-                    if at >= self.deadline {
+                    if at >= self.deadline || self.hooks.stop.is_set() {
                         return;
                     }
                     if Instant::now() >= self.deadline {
                         self.count_unsent(rate, at);
                         return;
                     }
-                    sleep_until(at).await;
+                    self.hooks.stop.sleep_until(at).await;
                     Some(at)
                 }
             };
-            if Instant::now() >= self.deadline {
+            if self.over() {
                 return;
             }
             let visitor = match &mut conn {
                 Some(v) => v,
-                None => match self.reconnect().await {
-                    Some(v) => conn.insert(v),
+                None => match self.reconnect(resume.as_ref(), &mut failed_connects).await {
+                    Some(v) => {
+                        let same = resume.as_ref().is_some_and(|c| c.id == v.conversation().id);
+                        if same {
+                            self.stats.resumed.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            // A new conversation: what the old one lost stays lost.
+                            unacked = None;
+                        }
+                        if v.handed_off() {
+                            // It escalated and the reply was lost: start anew, as
+                            // after an escalation.
+                            resume = None;
+                            unacked = None;
+                            continue;
+                        }
+                        conn.insert(v)
+                    }
                     None => continue,
                 },
             };
-            if !self.stats.take_message() {
-                return;
-            }
-            let id = format!("v{}-{seq}", self.index);
-            let text = wire::question(self.index, seq);
-            seq += 1;
+            let (id, text) = match unacked.take() {
+                Some(message) => {
+                    self.stats.resent.fetch_add(1, Ordering::Relaxed);
+                    message
+                }
+                None => {
+                    if !self.stats.take_message() {
+                        return;
+                    }
+                    let message = (format!("v{}-{seq}", self.index), self.text(seq));
+                    seq += 1;
+                    message
+                }
+            };
             let sent = Instant::now();
             let from = intended.unwrap_or(sent);
             match visitor.ask(&id, text, sent + self.plan.timeout).await {
+                Ok(Replied::Stored) => {
+                    self.stats.resent_stored.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(replied) => {
                     self.stats.record_reply(from.elapsed());
                     if replied == Replied::Escalated {
                         self.stats.escalations.fetch_add(1, Ordering::Relaxed);
                         conn = None;
+                        resume = None;
                     }
                 }
                 Err(failure) => {
                     self.stats.record_failure(&failure);
                     if !matches!(failure, Failure::ErrorFrame(_)) {
+                        if !visitor.acked() {
+                            unacked = Some((id, text));
+                        }
+                        resume = Some(visitor.conversation().clone());
                         conn = None;
                     }
                 }
             }
             if let Pacing::Closed { think } = self.plan.pacing {
                 if !think.is_zero() {
-                    sleep_until((Instant::now() + think).min(self.deadline)).await;
+                    let until = (Instant::now() + think).min(self.deadline);
+                    self.hooks.stop.sleep_until(until).await;
                 }
             }
+        }
+    }
+
+    /// What this visitor says as its `seq`-th message.
+    fn text(&self, seq: u64) -> &'static str {
+        let every = self.plan.escalate_every;
+        if every > 0 && (seq + 1).is_multiple_of(every) {
+            wire::HANDOFF_REQUEST
+        } else {
+            wire::question(self.index, seq)
         }
     }
 
@@ -362,16 +514,29 @@ impl VisitorRun {
         self.stats.unsent.fetch_add(unsent, Ordering::Relaxed);
     }
 
-    /// A new connection and conversation, or `None` (counted) after a pause.
-    async fn reconnect(&self) -> Option<Visitor> {
+    /// A new connection, resuming `resume` if given (else a new conversation),
+    /// or `None` (counted) after a pause that grows with each failure in a row.
+    async fn reconnect(
+        &self,
+        resume: Option<&Conversation>,
+        failures: &mut u32,
+    ) -> Option<Visitor> {
         let deadline = (Instant::now() + self.plan.timeout).min(self.deadline);
-        match Visitor::start(&self.target, self.plan.source(self.index), deadline).await {
-            Ok(v) => Some(v),
+        let source = self.plan.source(self.index);
+        match Visitor::start(&self.target, source, deadline, resume).await {
+            Ok(mut v) => {
+                *failures = 0;
+                v.log_acks(self.hooks.acks.clone());
+                Some(v)
+            }
             Err(failure) => {
                 // Running out of time while connecting at the very end is not the server's fault.
-                if Instant::now() < self.deadline {
+                if !self.over() {
                     self.stats.record_failure(&failure);
-                    sleep_until((Instant::now() + RECONNECT_PAUSE).min(self.deadline)).await;
+                    *failures += 1;
+                    let pause = backoff(*failures, self.index);
+                    let until = (Instant::now() + pause).min(self.deadline);
+                    self.hooks.stop.sleep_until(until).await;
                 }
                 None
             }
@@ -398,6 +563,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             sources: Vec::new(),
             connect_concurrency: 2,
+            escalate_every: 0,
         }
     }
 
@@ -460,11 +626,39 @@ mod tests {
             }),
             plan: Arc::new(plan(4, Pacing::Open { rate: 100.0 })),
             stats: Arc::new(Stats::new(None)),
+            hooks: Hooks::default(),
             start: Instant::now(),
             deadline: Instant::now(),
         };
         assert_eq!(run.slot_offset(100.0, 0), Duration::from_millis(10));
         assert_eq!(run.slot_offset(100.0, 1), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn every_nth_message_asks_for_a_person_when_asked_to() {
+        let visitor = |escalate_every| VisitorRun {
+            index: 2,
+            target: Arc::new(Target {
+                url: String::new(),
+                addr: ([127, 0, 0, 1], 1).into(),
+            }),
+            plan: Arc::new(Plan {
+                escalate_every,
+                ..plan(4, CLOSED)
+            }),
+            stats: Arc::new(Stats::new(None)),
+            hooks: Hooks::default(),
+            start: Instant::now(),
+            deadline: Instant::now(),
+        };
+        let never = visitor(0);
+        assert!((0..100).all(|seq| never.text(seq) == wire::question(2, seq)));
+        let third = visitor(3);
+        let asks: Vec<u64> = (0..9)
+            .filter(|&seq| third.text(seq) == wire::HANDOFF_REQUEST)
+            .collect();
+        assert_eq!(asks, [2, 5, 8]);
+        assert_eq!(third.text(0), wire::question(2, 0));
     }
 
     #[test]
@@ -474,5 +668,214 @@ mod tests {
         assert!(!stats.take_message());
         assert!(stats.budget_spent());
         assert!(Stats::new(None).take_message());
+    }
+
+    #[test]
+    fn reconnects_back_off_up_to_two_seconds() {
+        assert_eq!(backoff(1, 0), Duration::from_millis(100));
+        assert_eq!(backoff(2, 0), Duration::from_millis(200));
+        assert_eq!(backoff(5, 0), Duration::from_millis(1600));
+        assert_eq!(backoff(6, 0), Duration::from_secs(2));
+        assert_eq!(backoff(u32::MAX, 0), Duration::from_secs(2));
+        // Visitors spread out by up to 7/32 of the pause.
+        assert_eq!(backoff(1, 7), Duration::from_micros(121_875));
+        assert_eq!(backoff(1, 8), backoff(1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_run_early_and_keeps_the_figures() {
+        let (target, server) = echo_target().await;
+        let plan = Plan {
+            duration: Duration::from_secs(30),
+            pacing: Pacing::Closed {
+                think: Duration::from_millis(5),
+            },
+            ..plan(2, CLOSED)
+        };
+        let hooks = Hooks::default();
+        let stop = hooks.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.trigger();
+        });
+        let f = run_with(&target, &plan, hooks).await;
+        assert!(f.elapsed_secs < 5.0, "{f:?}");
+        assert!(f.replies > 0 && f.errors == 0, "{f:?}");
+        server.abort();
+    }
+
+    /// A server speaking just enough of the visitor wire to lose connections
+    /// the way a killed frontdesk does: it resumes a conversation given its
+    /// id and token (`t_` + id), keeps message ids per conversation (a known
+    /// id gets an ack and no reply, as frontdesk answers a resent message),
+    /// and drops the first `drops` connections on their first message, after
+    /// storing it if `store_before_drop` (killed after the commit, before the ack).
+    /// With `queued`, a resumed conversation comes back in the queue.
+    #[derive(Default)]
+    struct Flaky {
+        drops: usize,
+        store_before_drop: bool,
+        queued: bool,
+        conversations: usize,
+        stored: std::collections::HashMap<String, Vec<String>>,
+        /// Every message id received, in order.
+        received: Vec<String>,
+    }
+
+    async fn flaky_server(state: Flaky) -> (Target, Arc<Mutex<Flaky>>) {
+        use futures_util::SinkExt;
+        use serde_json::{json, Value};
+        use tokio_tungstenite::tungstenite::Message;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(state));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                    let mut conversation = String::new();
+                    while let Some(Ok(Message::Text(text))) = ws.next().await {
+                        let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                        let out: Vec<Value> = {
+                            let mut s = state.lock().unwrap();
+                            if frame["type"] == "hello" {
+                                let asked = frame["conversation_id"].as_str().unwrap_or("");
+                                let token = frame["resume_token"].as_str().unwrap_or("");
+                                let resumed =
+                                    s.stored.contains_key(asked) && token == format!("t_{asked}");
+                                if resumed {
+                                    conversation = asked.to_string();
+                                } else {
+                                    s.conversations += 1;
+                                    conversation = format!("c_{}", s.conversations);
+                                    s.stored.insert(conversation.clone(), Vec::new());
+                                }
+                                let history: Vec<Value> = s.stored[&conversation]
+                                    .iter()
+                                    .map(|id| json!({"role": "visitor", "text": "?", "at": 1, "id": id}))
+                                    .collect();
+                                let state = if resumed && s.queued { "queued" } else { "bot" };
+                                vec![json!({"type": "welcome", "conversation_id": conversation,
+                                    "resume_token": format!("t_{conversation}"), "state": state,
+                                    "history": history})]
+                            } else {
+                                let id = frame["id"].as_str().unwrap().to_string();
+                                s.received.push(id.clone());
+                                let known = s.stored[&conversation].contains(&id);
+                                if s.drops > 0 {
+                                    s.drops -= 1;
+                                    if s.store_before_drop {
+                                        s.stored.get_mut(&conversation).unwrap().push(id);
+                                    }
+                                    return;
+                                }
+                                if known {
+                                    vec![json!({"type": "ack", "id": id})]
+                                } else {
+                                    s.stored.get_mut(&conversation).unwrap().push(id.clone());
+                                    vec![
+                                        json!({"type": "ack", "id": id}),
+                                        json!({"type": "reply", "answer_id": "a", "kind": "answer",
+                                            "text": "ok", "quick_replies": []}),
+                                    ]
+                                }
+                            }
+                        };
+                        for frame in out {
+                            if ws
+                                .send(Message::Text(frame.to_string().into()))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let target = Target {
+            url: format!("ws://{addr}/ws"),
+            addr,
+        };
+        (target, state)
+    }
+
+    async fn run_against_flaky(state: Flaky, count: u64) -> (Figures, Flaky, String) {
+        let (target, state) = flaky_server(state).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acks.tsv");
+        let hooks = Hooks {
+            acks: Some(Arc::new(AckLog::create(&path).unwrap())),
+            ..Hooks::default()
+        };
+        let plan = Plan {
+            count: Some(count),
+            ..plan(1, CLOSED)
+        };
+        let f = run_with(&target, &plan, hooks).await;
+        let state = std::mem::take(&mut *state.lock().unwrap());
+        (f, state, std::fs::read_to_string(&path).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_message_lost_with_the_connection_is_sent_again_in_the_resumed_conversation() {
+        let flaky = Flaky {
+            drops: 1,
+            ..Flaky::default()
+        };
+        let (f, server, acks) = run_against_flaky(flaky, 3).await;
+        assert_eq!(server.received, ["v0-0", "v0-0", "v0-1", "v0-2"]);
+        assert_eq!(server.conversations, 1, "the conversation was resumed");
+        assert_eq!(acks, "c_1\tv0-0\nc_1\tv0-1\nc_1\tv0-2\n");
+        assert_eq!(
+            (f.replies, f.resumed, f.resent, f.disconnects, f.errors),
+            (3, 1, 1, 1, 1),
+            "{f:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_stored_before_the_connection_was_lost_is_only_acknowledged_again() {
+        let flaky = Flaky {
+            drops: 1,
+            store_before_drop: true,
+            ..Flaky::default()
+        };
+        let (f, server, acks) = run_against_flaky(flaky, 2).await;
+        assert_eq!(server.received, ["v0-0", "v0-0", "v0-1"]);
+        assert_eq!(server.stored["c_1"], ["v0-0", "v0-1"]);
+        assert_eq!(acks, "c_1\tv0-0\nc_1\tv0-1\n");
+        // v0-0 was stored (with its reply, as frontdesk stores a turn) before
+        // the drop, so only v0-1 gets a reply now, and nobody waits for a
+        // reply that is not coming.
+        assert_eq!(
+            (f.replies, f.resumed, f.resent, f.resent_stored, f.timeouts),
+            (1, 1, 1, 1, 0),
+            "{f:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conversation_that_reached_the_queue_meanwhile_is_not_continued() {
+        let flaky = Flaky {
+            drops: 1,
+            queued: true,
+            ..Flaky::default()
+        };
+        let (f, server, acks) = run_against_flaky(flaky, 2).await;
+        // Messages to a queued conversation are acknowledged but never
+        // answered, so the visitor starts a new conversation instead.
+        assert_eq!(server.received, ["v0-0", "v0-1"]);
+        assert_eq!(server.conversations, 2);
+        assert_eq!(acks, "c_2\tv0-1\n");
+        assert_eq!(
+            (f.replies, f.resumed, f.resent, f.timeouts),
+            (1, 1, 0, 0),
+            "{f:?}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! frontdesk-load --url ws://127.0.0.1:8080/ws --visitors 1000 --duration 10
 //!     [--rate MSGS_PER_S] [--think-ms MS] [--count N] [--json] [--no-echo]
 //!     [--echo-url URL | --echo-cpus CPUS] [--sources IP,IP,...]
+//!     [--escalate-every N] [--ack-log FILE]
 //! frontdesk-load --url ws://127.0.0.1:8080/ws --idle --visitors 10000 --duration 30 [--server-pid PID]
 //! frontdesk-load echo-server --listen 127.0.0.1:18182
 //! ```
@@ -14,9 +15,14 @@
 //! from a fixed mix of routine shop questions, one at a time, each timed until
 //! its `reply` (see `load` for closed and open loop). It targets loopback
 //! addresses only, and every run is bounded by `--duration` (plus at most one
-//! reply timeout to collect replies in flight) and optionally `--count`.
+//! reply timeout to collect replies in flight) and optionally `--count`;
+//! SIGINT or SIGTERM ends it early, still printing the figures. A visitor
+//! whose connection is lost resumes its conversation on a new one, and
+//! `--ack-log` records every acknowledged message (scripts/crash-test checks
+//! them against the database of a server killed during the run).
 //! docs/benchmarks.md has the measured figures and how they were taken.
 
+mod acklog;
 mod echo;
 mod idle;
 mod load;
@@ -26,14 +32,17 @@ mod visitor;
 mod wire;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use tokio::runtime::Runtime;
 
-use load::{Pacing, Plan};
+use acklog::AckLog;
+use load::{Hooks, Pacing, Plan, Stop};
 use visitor::Target;
 
 /// Longest run accepted, in seconds.
@@ -121,6 +130,14 @@ struct RunArgs {
     /// Connections being opened at once (keep below the server's listen backlog).
     #[arg(long, value_name = "N", default_value_t = 200)]
     connect_concurrency: usize,
+    /// Every N-th message of each visitor asks for a person, so conversations
+    /// also reach the handoff queue (the visitor then starts a new one).
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "idle")]
+    escalate_every: u64,
+    /// Write one line per message frontdesk acknowledged to FILE:
+    /// `conversation_id<TAB>message_id` (not for the echo baseline).
+    #[arg(long, value_name = "FILE", conflicts_with = "idle")]
+    ack_log: Option<PathBuf>,
 }
 
 /// Where the echo baseline comes from.
@@ -138,6 +155,7 @@ struct Settings {
     server_pid: Option<u32>,
     echo: Echo,
     json: bool,
+    ack_log: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -193,11 +211,13 @@ impl RunArgs {
                 timeout: Duration::from_secs_f64(self.timeout),
                 sources: self.sources,
                 connect_concurrency: self.connect_concurrency,
+                escalate_every: self.escalate_every,
             },
             idle: self.idle,
             server_pid: self.server_pid,
             echo,
             json: self.json,
+            ack_log: self.ack_log,
         })
     }
 }
@@ -321,27 +341,43 @@ async fn run_load(
     echo_target: Option<&Target>,
 ) -> anyhow::Result<ExitCode> {
     let plan = &settings.plan;
-    let measure = |name: &'static str, t: Target| async move {
+    let acks = match &settings.ack_log {
+        Some(path) => Some(Arc::new(
+            AckLog::create(path).with_context(|| format!("--ack-log {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let stop = Arc::new(Stop::default());
+    stop_on_signal(stop.clone());
+    let measure = |name: &'static str, t: Target, hooks: Hooks| async move {
         eprintln!(
             "frontdesk-load: {name}: connecting {} visitors to {}, then {:.0} s of load",
             plan.visitors,
             t.url,
             plan.duration.as_secs_f64()
         );
-        let f = load::run(&t, plan).await;
+        let f = load::run_with(&t, plan, hooks).await;
         eprintln!(
             "frontdesk-load: {name}: {:.0} msgs/s, p99 {:.2} ms, {} errors",
             f.msgs_per_s, f.p99_ms, f.errors
         );
         f
     };
-    let frontdesk = measure("frontdesk", target.clone()).await;
+    let frontdesk_hooks = Hooks {
+        acks,
+        stop: stop.clone(),
+    };
+    let frontdesk = measure("frontdesk", target.clone(), frontdesk_hooks).await;
     let echo = match echo_target {
-        Some(t) => {
+        Some(t) if !stop.is_set() => {
             tokio::time::sleep(BETWEEN_RUNS).await;
-            Some(measure("echo", t.clone()).await)
+            let echo_hooks = Hooks {
+                acks: None,
+                stop: stop.clone(),
+            };
+            Some(measure("echo", t.clone(), echo_hooks).await)
         }
-        None => None,
+        _ => None,
     };
     let report = report::Report {
         title: title(settings, &target.url),
@@ -358,6 +394,18 @@ async fn run_load(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Ends the run early on SIGINT or SIGTERM: nothing more is sent, and the
+/// figures so far are printed. A second signal exits at once.
+fn stop_on_signal(stop: Arc<Stop>) {
+    tokio::spawn(async move {
+        frontdesk::server::shutdown_signal().await;
+        eprintln!("frontdesk-load: stopping: collecting replies in flight (signal again to quit)");
+        stop.trigger();
+        frontdesk::server::shutdown_signal().await;
+        std::process::exit(130);
+    });
 }
 
 fn title(settings: &Settings, url: &str) -> String {

@@ -41,6 +41,9 @@ fn figures_json(f: &Figures) -> Value {
             "connect_failures": f.connect_failures,
         },
         "unsent": f.unsent,
+        "resumed": f.resumed,
+        "resent": f.resent,
+        "resent_stored": f.resent_stored,
         "connected": f.connected,
         "elapsed_s": round(f.elapsed_secs, 3),
     })
@@ -121,6 +124,13 @@ fn detail(name: &str, f: &Figures) -> String {
         ));
     }
     s.push('\n');
+    if f.resumed > 0 {
+        s.push_str(&format!(
+            "  reconnects: {} conversations resumed, {} unacknowledged messages sent again \
+             ({} of them already stored)\n",
+            f.resumed, f.resent, f.resent_stored
+        ));
+    }
     if let Some(first) = &f.first_failure {
         s.push_str(&format!("  first failure: {first}\n"));
     }

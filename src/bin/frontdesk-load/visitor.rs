@@ -1,10 +1,13 @@
 //! One visitor's websocket: connecting (from a chosen source address if asked,
-//! always with TCP_NODELAY), starting a conversation with `hello`, asking a
-//! question and waiting for its `reply`, or just holding the line open.
-//! Every network failure comes back as a [`Failure`] for the caller to count;
-//! nothing here panics on what the network does.
+//! always with TCP_NODELAY), starting a conversation with `hello` or resuming
+//! one after a lost connection, asking a question and waiting for its
+//! `reply`, or just holding the line open. Every network failure comes back
+//! as a [`Failure`] for the caller to count; nothing here panics on what the
+//! network does.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -14,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::acklog::AckLog;
 use crate::sys;
 use crate::wire::{ClientFrame, ServerFrame};
 
@@ -56,11 +60,31 @@ pub enum Replied {
     Bot,
     /// The conversation was handed to the queue; further messages would only be acked.
     Escalated,
+    /// A message sent again after a reconnect that the server had already
+    /// stored (its id is in the resumed history): acknowledged again, and
+    /// answered before, so no new reply comes.
+    Stored,
+}
+
+/// What resumes a conversation: its id and the secret the `welcome` gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub id: String,
+    pub resume_token: String,
 }
 
 /// A connected visitor with a conversation started.
 pub struct Visitor {
     ws: WebSocketStream<TcpStream>,
+    conversation: Conversation,
+    /// The conversation's state in the `welcome`.
+    state: String,
+    /// The visitor's message ids the conversation held when it was resumed.
+    stored: HashSet<String>,
+    /// Where acks are recorded, if anywhere.
+    acks: Option<Arc<AckLog>>,
+    /// Whether the message last asked was acknowledged.
+    acked: bool,
 }
 
 /// Small buffers, as the server uses: frames are short, and ten thousand idle
@@ -73,32 +97,77 @@ fn ws_config() -> WebSocketConfig {
 
 impl Visitor {
     /// Connects, says hello and waits for `welcome`, all before `deadline`.
+    /// With `resume`, the hello names that conversation; the server resumes
+    /// it, or starts a new one if it cannot (see [`Visitor::conversation`]).
     pub async fn start(
         target: &Target,
         source: Option<IpAddr>,
         deadline: Instant,
+        resume: Option<&Conversation>,
     ) -> Result<Visitor, Failure> {
         let ws = timeout_at(deadline, connect(target, source))
             .await
             .map_err(|_| Failure::Connect("timed out".into()))??;
-        let mut visitor = Visitor { ws };
-        visitor.send(&ClientFrame::Hello { v: 1 }).await?;
+        let mut visitor = Visitor {
+            ws,
+            conversation: Conversation {
+                id: String::new(),
+                resume_token: String::new(),
+            },
+            state: String::new(),
+            stored: HashSet::new(),
+            acks: None,
+            acked: false,
+        };
+        visitor
+            .send(&ClientFrame::Hello {
+                v: 1,
+                conversation_id: resume.map(|c| c.id.as_str()),
+                resume_token: resume.map(|c| c.resume_token.as_str()),
+            })
+            .await?;
         timeout_at(deadline, visitor.wait_for_welcome())
             .await
             .map_err(|_| Failure::Timeout)??;
         Ok(visitor)
     }
 
+    /// The conversation the server attached this connection to.
+    pub fn conversation(&self) -> &Conversation {
+        &self.conversation
+    }
+
+    /// Whether the conversation was with the queue or a person when it was
+    /// resumed: it escalated, but the reply saying so was lost with the
+    /// connection. Messages to it are stored and acknowledged, never answered.
+    pub fn handed_off(&self) -> bool {
+        matches!(self.state.as_str(), "queued" | "with_agent")
+    }
+
+    /// Records every ack this visitor receives in `log`.
+    pub fn log_acks(&mut self, log: Option<Arc<AckLog>>) {
+        self.acks = log;
+    }
+
+    /// Whether the message last asked was acknowledged (it is stored even if
+    /// its reply never came).
+    pub fn acked(&self) -> bool {
+        self.acked
+    }
+
     /// Sends a message and waits for its reply, skipping the `ack` and any
-    /// `queue` or other frames in between.
+    /// `queue` or other frames in between. A message the resumed conversation
+    /// already holds is only acknowledged ([`Replied::Stored`]).
     pub async fn ask(
         &mut self,
         id: &str,
         text: &str,
         deadline: Instant,
     ) -> Result<Replied, Failure> {
+        self.acked = false;
+        let reply_expected = !self.stored.contains(id);
         self.send(&ClientFrame::Message { id, text }).await?;
-        timeout_at(deadline, self.wait_for_reply())
+        timeout_at(deadline, self.wait_for_reply(id, reply_expected))
             .await
             .map_err(|_| Failure::Timeout)?
     }
@@ -151,23 +220,51 @@ impl Visitor {
     async fn wait_for_welcome(&mut self) -> Result<(), Failure> {
         loop {
             match self.next_frame().await? {
-                ServerFrame::Welcome {} => return Ok(()),
+                ServerFrame::Welcome {
+                    conversation_id,
+                    resume_token,
+                    state,
+                    history,
+                } => {
+                    self.conversation = Conversation {
+                        id: conversation_id,
+                        resume_token,
+                    };
+                    self.state = state;
+                    self.stored = history
+                        .into_iter()
+                        .filter(|h| h.role == "visitor")
+                        .filter_map(|h| h.id)
+                        .collect();
+                    return Ok(());
+                }
                 ServerFrame::Error { code } => return Err(Failure::ErrorFrame(code)),
                 _ => {}
             }
         }
     }
 
-    async fn wait_for_reply(&mut self) -> Result<Replied, Failure> {
+    async fn wait_for_reply(&mut self, id: &str, reply_expected: bool) -> Result<Replied, Failure> {
         loop {
             match self.next_frame().await? {
+                ServerFrame::Ack { id: acked } if acked == id => {
+                    self.acked = true;
+                    if let Some(log) = &self.acks {
+                        if let Err(e) = log.record(&self.conversation.id, id) {
+                            eprintln!("frontdesk-load: warning: ack not logged: {e}");
+                        }
+                    }
+                    if !reply_expected {
+                        return Ok(Replied::Stored);
+                    }
+                }
                 ServerFrame::Reply { kind } if kind == "escalate" => return Ok(Replied::Escalated),
                 ServerFrame::Reply { .. } => return Ok(Replied::Bot),
                 ServerFrame::Error { code } => return Err(Failure::ErrorFrame(code)),
                 ServerFrame::Closed {} => {
                     return Err(Failure::Disconnected("conversation closed".into()))
                 }
-                ServerFrame::Ack {} | ServerFrame::Welcome {} | ServerFrame::Other => {}
+                ServerFrame::Ack { .. } | ServerFrame::Welcome { .. } | ServerFrame::Other => {}
             }
         }
     }

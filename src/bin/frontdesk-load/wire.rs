@@ -1,7 +1,7 @@
 //! The frames the load generator speaks: what a visitor sends, the few fields
 //! it reads from what comes back, and the mix of routine shop questions.
 //!
-//! Written against the wire contract in DESIGN.md rather than the server's own
+//! Written against the wire contract in docs/protocol.md rather than the server's own
 //! types, so the tool is an outside client just like the widget (and the
 //! server's types only go one way: it decodes client frames and encodes server
 //! frames; the tool needs the opposite).
@@ -35,6 +35,10 @@ pub const QUESTIONS: &[&str] = &[
     "how do I unsubscribe from emails",
 ];
 
+/// What a visitor says with `--escalate-every`: an explicit request for a
+/// person, which the demo content escalates to the queue.
+pub const HANDOFF_REQUEST: &str = "I want to talk to a person";
+
 /// The question a visitor asks as its `seq`-th message: a fixed rotation,
 /// offset per visitor, so every run asks the same mix in the same order.
 pub fn question(visitor: usize, seq: u64) -> &'static str {
@@ -46,8 +50,18 @@ pub fn question(visitor: usize, seq: u64) -> &'static str {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame<'a> {
-    Hello { v: u32 },
-    Message { id: &'a str, text: &'a str },
+    /// Starts a conversation, or resumes one when both its id and token are given.
+    Hello {
+        v: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        conversation_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_token: Option<&'a str>,
+    },
+    Message {
+        id: &'a str,
+        text: &'a str,
+    },
 }
 
 impl ClientFrame<'_> {
@@ -61,9 +75,23 @@ impl ClientFrame<'_> {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    Welcome {},
-    /// Comes before the reply; the tool waits for the reply.
-    Ack {},
+    Welcome {
+        #[serde(default)]
+        conversation_id: String,
+        #[serde(default)]
+        resume_token: String,
+        /// `bot`, or `queued` / `with_agent` once handed to a person.
+        #[serde(default)]
+        state: String,
+        /// On a resumed conversation: what is stored of it so far.
+        #[serde(default)]
+        history: Vec<HistoryEntry>,
+    },
+    /// The message with this id is stored; the reply comes after it.
+    Ack {
+        #[serde(default)]
+        id: String,
+    },
     Reply {
         kind: String,
     },
@@ -75,6 +103,16 @@ pub enum ServerFrame {
     /// `queue`, `agent_joined` and anything added later.
     #[serde(other)]
     Other,
+}
+
+/// The part of a `welcome` history entry the tool reads: the ids of the
+/// visitor's own stored messages.
+#[derive(Debug, Deserialize)]
+pub struct HistoryEntry {
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 impl ServerFrame {
@@ -91,7 +129,12 @@ mod tests {
     #[test]
     fn frames_match_the_wire() {
         assert_eq!(
-            ClientFrame::Hello { v: 1 }.to_json(),
+            ClientFrame::Hello {
+                v: 1,
+                conversation_id: None,
+                resume_token: None
+            }
+            .to_json(),
             r#"{"type":"hello","v":1}"#
         );
         assert_eq!(
@@ -112,6 +155,38 @@ mod tests {
             Some(ServerFrame::Other)
         ));
         assert!(ServerFrame::decode("not json").is_none());
+    }
+
+    #[test]
+    fn resuming_names_the_conversation_and_reads_its_history() {
+        assert_eq!(
+            ClientFrame::Hello {
+                v: 1,
+                conversation_id: Some("c_1"),
+                resume_token: Some("t")
+            }
+            .to_json(),
+            r#"{"type":"hello","v":1,"conversation_id":"c_1","resume_token":"t"}"#
+        );
+        let welcome = r#"{"type":"welcome","conversation_id":"c_1","resume_token":"t","state":"bot",
+            "history":[{"role":"visitor","text":"hi","at":1,"id":"v0-0"},
+                       {"role":"bot","text":"Hello!","at":2,"answer_id":"a_1","kind":"answer"}]}"#;
+        let Some(ServerFrame::Welcome {
+            conversation_id,
+            state,
+            history,
+            ..
+        }) = ServerFrame::decode(welcome)
+        else {
+            panic!("welcome not decoded");
+        };
+        assert_eq!((conversation_id.as_str(), state.as_str()), ("c_1", "bot"));
+        let ids: Vec<_> = history.iter().filter_map(|h| h.id.as_deref()).collect();
+        assert_eq!(ids, ["v0-0"]);
+        assert!(matches!(
+            ServerFrame::decode(r#"{"type":"ack","id":"v0-1"}"#),
+            Some(ServerFrame::Ack { id }) if id == "v0-1"
+        ));
     }
 
     #[test]
