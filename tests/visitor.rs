@@ -609,3 +609,23 @@ async fn a_conversation_has_a_length_limit() {
     assert_eq!(again.expect("error").await["code"], "conversation_too_long");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_conversation_resumes_with_its_latest_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.frames_per_second = 0;
+    let server = TestServer::start(cfg).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    let welcome = v.hello().await;
+    for i in 0..160 {
+        v.ask(&format!("m{i}"), "hello").await;
+    }
+    let mut again = Visitor::connect(&server.url()).await;
+    let back = again.resume(&welcome).await;
+    let history = back["history"].as_array().unwrap();
+    assert_eq!(history.len(), 300);
+    assert_eq!(history[history.len() - 2]["id"], "m159", "the latest entries");
+    assert_eq!(again.ask("m160", "hello").await["kind"], "answer");
+    server.stop().await;
+}

@@ -349,7 +349,7 @@ impl Session {
                         conversation_id: c.id,
                         resume_token: token,
                         state: state.clone(),
-                        history: c.history,
+                        history: recent(c.history),
                     });
                     if state == "queued" {
                         self.send_queue_position().await;
@@ -709,6 +709,17 @@ impl Session {
         tracing::warn!(error = %e, "not stored");
         self.error(codes::STORE_UNAVAILABLE, "not stored; please send it again");
     }
+}
+
+/// History entries sent on `welcome` at most: a long conversation resumes
+/// with its latest part, so the frame stays far below the write buffer.
+const HISTORY_SENT: usize = 300;
+
+fn recent(mut history: Vec<crate::protocol::HistoryEntry>) -> Vec<crate::protocol::HistoryEntry> {
+    if history.len() > HISTORY_SENT {
+        history.drain(..history.len() - HISTORY_SENT);
+    }
+    history
 }
 
 /// Browsers name the page that opens a websocket in `Origin`: only this

@@ -320,6 +320,8 @@ impl Process {
             }
             None => std::process::Command::new(binary),
         };
+        // Its own process group, so a kill reaches a wrapped server too.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
@@ -352,8 +354,12 @@ impl Process {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// SIGKILL to the server (and anything wrapping it), then waits.
     pub fn kill(mut self) {
-        self.child.kill().unwrap();
+        // SAFETY: kill(2) with a process group id; no memory is involved.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
         self.child.wait().unwrap();
     }
 }
