@@ -37,6 +37,10 @@ pub struct Config {
     /// Web origins (`https://shop.example`) whose pages may open `/ws`, besides
     /// this server's own. Clients that send no Origin (not browsers) are allowed.
     pub allowed_origins: Vec<String>,
+    /// Serve `/ws-echo`, a websocket with `/ws`'s settings that echoes every
+    /// message, for websocket conformance suites (`scripts/autobahn`). Off in
+    /// production.
+    pub websocket_echo: bool,
     pub engine: EngineConfig,
     pub limits: Limits,
     pub store: StoreConfig,
@@ -53,6 +57,7 @@ impl Default for Config {
             knowledge_base: PathBuf::from("knowledge_base"),
             watch_content: true,
             allowed_origins: Vec::new(),
+            websocket_echo: false,
             engine: EngineConfig::default(),
             limits: Limits::default(),
             store: StoreConfig::default(),

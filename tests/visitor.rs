@@ -625,7 +625,11 @@ async fn a_long_conversation_resumes_with_its_latest_history() {
     let back = again.resume(&welcome).await;
     let history = back["history"].as_array().unwrap();
     assert_eq!(history.len(), 300);
-    assert_eq!(history[history.len() - 2]["id"], "m159", "the latest entries");
+    assert_eq!(
+        history[history.len() - 2]["id"],
+        "m159",
+        "the latest entries"
+    );
     assert_eq!(again.ask("m160", "hello").await["kind"], "answer");
     server.stop().await;
 }

@@ -305,7 +305,7 @@ async fn purge_old_conversations(app: App) {
 
 /// The routes.
 pub fn router(app: App) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(
             "/",
             get(|| {
@@ -399,7 +399,13 @@ pub fn router(app: App) -> Router {
         .route("/api/stats.csv", get(admin::stats_csv))
         .route("/api/gaps", get(admin::gaps))
         .route("/ws", get(visitor::upgrade))
-        .route("/agent/ws", get(agent::upgrade))
+        .route("/agent/ws", get(agent::upgrade));
+    let routes = if app.config().websocket_echo {
+        routes.route("/ws-echo", get(visitor::echo))
+    } else {
+        routes
+    };
+    routes
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(guard::request_seen))
         .with_state(app)

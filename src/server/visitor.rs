@@ -40,21 +40,63 @@ pub(super) async fn upgrade(
     };
     let limits = &app.config().limits;
     let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    configure(ws, limits).on_upgrade(move |socket| {
+        let span = tracing::info_span!("visitor", conn = id);
+        async move {
+            peer.upgraded();
+            run(socket, app, id).await;
+            drop(permit);
+            drop(alive);
+        }
+        .instrument(span)
+    })
+}
+
+/// The visitor websocket's settings: bounded buffers and frame sizes.
+fn configure(ws: WebSocketUpgrade, limits: &crate::config::Limits) -> WebSocketUpgrade {
     ws.read_buffer_size(limits.ws_read_buffer_bytes)
         .write_buffer_size(limits.ws_write_buffer_bytes)
         .max_write_buffer_size(limits.ws_write_buffer_bytes + 8 * limits.max_frame_bytes)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| {
-            let span = tracing::info_span!("visitor", conn = id);
-            async move {
-                peer.upgraded();
-                run(socket, app, id).await;
-                drop(permit);
-                drop(alive);
+}
+
+/// `GET /ws-echo` (only with `websocket_echo = true`): the visitor
+/// websocket's exact settings and admission, echoing every message, so
+/// protocol conformance suites can judge the websocket layer itself.
+pub(super) async fn echo(
+    ws: WebSocketUpgrade,
+    headers: axum::http::HeaderMap,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<super::guard::Peer>,
+    State(app): State<App>,
+) -> Response {
+    let (permit, alive) = match app.admit(&headers) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let limits = &app.config().limits;
+    configure(ws, limits).on_upgrade(move |mut socket| async move {
+        peer.upgraded();
+        let mut shutdown = app.inner.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                next = socket.recv() => match next {
+                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                        if socket.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                    // After a close frame, reading on lets the reply go out
+                    // and ends with `None`: a clean closing handshake.
+                    Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
             }
-            .instrument(span)
-        })
+        }
+        drop(permit);
+        drop(alive);
+    })
 }
 
 /// The conversation a session is attached to.
