@@ -633,3 +633,36 @@ async fn a_long_conversation_resumes_with_its_latest_history() {
     assert_eq!(again.ask("m160", "hello").await["kind"], "answer");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn card_numbers_never_reach_the_logs_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start_logging(dir.path(), "trace");
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    let reply = v
+        .ask("m1", "my card 4111 1111 1111 1111 was charged twice")
+        .await;
+    assert_eq!(reply["kind"], "escalate");
+    v.send(json!({"type": "message", "id": "m2", "text": "it was 4111-1111-1111-1111"}))
+        .await;
+    assert_eq!(v.expect("offline").await["type"], "offline");
+    loop {
+        if v.recv().await["type"] == "ack" {
+            break;
+        }
+    }
+    let log = server.log();
+    assert!(
+        log.contains("[redacted]"),
+        "visitor text is logged at trace, redacted"
+    );
+    for needle in [
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "4111111111111111",
+    ] {
+        assert!(!log.contains(needle), "{needle} found in the log");
+    }
+    server.kill();
+}

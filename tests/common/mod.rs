@@ -300,6 +300,8 @@ impl Agent {
 pub struct Process {
     pub child: std::process::Child,
     pub addr: SocketAddr,
+    /// Everything the server has logged so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Process {
@@ -310,6 +312,15 @@ impl Process {
 
     /// Starts `frontdesk serve` as the last argument of `wrapper` (strace, say).
     pub fn start_under(wrapper: &[&str], data: &Path) -> Process {
+        Process::spawn(wrapper, data, "info")
+    }
+
+    /// Starts `frontdesk serve` logging at `level` (an `EnvFilter` expression).
+    pub fn start_logging(data: &Path, level: &str) -> Process {
+        Process::spawn(&[], data, level)
+    }
+
+    fn spawn(wrapper: &[&str], data: &Path, level: &str) -> Process {
         use std::io::BufRead;
         let binary = env!("CARGO_BIN_EXE_frontdesk");
         let mut command = match wrapper.split_first() {
@@ -329,29 +340,44 @@ impl Process {
             .arg(fixtures().join("intents.toml"))
             .arg("--kb")
             .arg(fixtures().join("kb"))
-            .env("FRONTDESK_LOG", "info")
+            .env("FRONTDESK_LOG", level)
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("frontdesk binary starts");
         let stderr = child.stderr.take().unwrap();
         let mut lines = std::io::BufReader::new(stderr).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let addr = loop {
             let line = lines
                 .next()
                 .expect("server logs its address before exiting")
                 .unwrap();
+            log.lock().unwrap().push_str(&line);
+            log.lock().unwrap().push('\n');
             if let Some(rest) = line.split("addr=").nth(1) {
                 break rest.split_whitespace().next().unwrap().parse().unwrap();
             }
         };
         // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Process { child, addr }
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut log = kept.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Process { child, addr, log }
     }
 
     pub fn url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     /// SIGKILL to the server (and anything wrapping it), then waits.
