@@ -78,11 +78,6 @@ impl Hub {
         }
     }
 
-    /// Whether any session of this conversation is connected.
-    pub fn visitor_connected(&self, conversation_id: &str) -> bool {
-        self.state().visitors.contains_key(conversation_id)
-    }
-
     /// An agent's session signed in. Returns whether the agent was offline before.
     pub fn join_agent(&self, name: &str, conn: u64, tx: AgentTx) -> bool {
         let mut s = self.state();

@@ -455,7 +455,7 @@ impl Session {
             let queued = conv.state == "queued";
             let conversation_id = conv.id.clone();
             match self.app.store().store_turn(turn).await {
-                Ok(TurnOutcome::Stored { .. }) => {
+                Ok(TurnOutcome::Stored) => {
                     self.app.metrics().visitor_message();
                     if let Some(c) = &mut self.conversation {
                         c.messages += 1;
@@ -689,7 +689,7 @@ impl Session {
             context: serde_json::to_string(&d.next).expect("context serializes"),
         };
         match self.app.store().store_turn(turn).await {
-            Ok(TurnOutcome::Stored { .. }) => {
+            Ok(TurnOutcome::Stored) => {
                 let metrics = self.app.metrics();
                 metrics.decision(d.kind, d.escalation, took);
                 if let Some((id, _)) = visitor {

@@ -465,8 +465,9 @@ pub struct Turn {
 /// What became of a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TurnOutcome {
-    /// Stored; `queue_position` is set when the conversation is now queued.
-    Stored { queue_position: Option<u32> },
+    /// Stored. A conversation that is now queued learns its place from the
+    /// queue broadcast.
+    Stored,
     /// The visitor's message id was already stored; nothing was written.
     Duplicate,
 }
@@ -645,12 +646,7 @@ fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
          WHERE id = ?1",
         (&t.conversation_id, &t.context, now, t.state, reason),
     )?;
-    let queue_position = if t.state == Some("queued") {
-        queue_position(c, &t.conversation_id)?
-    } else {
-        None
-    };
-    Ok(TurnOutcome::Stored { queue_position })
+    Ok(TurnOutcome::Stored)
 }
 
 #[cfg(test)]
@@ -687,12 +683,7 @@ mod tests {
             .await
             .unwrap();
         let first = store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
-        assert_eq!(
-            first,
-            TurnOutcome::Stored {
-                queue_position: None
-            }
-        );
+        assert_eq!(first, TurnOutcome::Stored);
         let again = store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
         assert_eq!(again, TurnOutcome::Duplicate);
         drop(store);

@@ -289,11 +289,6 @@ impl Agent {
     pub async fn expect(&mut self, ty: &str) -> Value {
         self.expect_where(ty, |_| true).await
     }
-
-    /// Whether a frame of type `ty` has been kept (without waiting).
-    pub fn has_kept(&self, ty: &str) -> bool {
-        self.pending.iter().any(|f| f["type"] == ty)
-    }
 }
 
 /// The built `frontdesk` binary running as its own process.
