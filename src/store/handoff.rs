@@ -435,17 +435,14 @@ impl Store {
     /// The most recent offline tickets, newest first.
     pub async fn tickets(&self, limit: usize) -> Result<Vec<Ticket>, StoreError> {
         self.run(move |c| {
-            let ids: Vec<String> = c
-                .prepare_cached(
-                    "SELECT id FROM tickets ORDER BY created_at DESC, id DESC LIMIT ?1",
-                )?
-                .query_map([limit as i64], |r| r.get(0))?
+            let sql = format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets ORDER BY created_at DESC, id DESC LIMIT ?1"
+            );
+            let tickets = c
+                .prepare_cached(&sql)?
+                .query_map([limit as i64], ticket_row)?
                 .collect::<Result<_, _>>()?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                out.extend(ticket(c, &id)?);
-            }
-            Ok(out)
+            Ok(tickets)
         })
         .await
     }
@@ -535,25 +532,29 @@ impl Store {
     }
 }
 
-fn ticket(c: &Connection, id: &str) -> Result<Option<Ticket>, StoreError> {
-    Ok(c.prepare_cached(
-        "SELECT id, conversation_id, email, text, reason, created_at, answer, answered_by, answered_at
-         FROM tickets WHERE id = ?1",
-    )?
-    .query_row([id], |r| {
-        Ok(Ticket {
-            ticket_id: r.get(0)?,
-            conversation_id: r.get(1)?,
-            email: r.get(2)?,
-            text: r.get(3)?,
-            reason: r.get(4)?,
-            created_at: r.get(5)?,
-            answer: r.get(6)?,
-            answered_by: r.get(7)?,
-            answered_at: r.get(8)?,
-        })
+/// The columns [`ticket_row`] reads, in its order.
+const TICKET_COLUMNS: &str =
+    "id, conversation_id, email, text, reason, created_at, answer, answered_by, answered_at";
+
+fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Ticket> {
+    Ok(Ticket {
+        ticket_id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        email: r.get(2)?,
+        text: r.get(3)?,
+        reason: r.get(4)?,
+        created_at: r.get(5)?,
+        answer: r.get(6)?,
+        answered_by: r.get(7)?,
+        answered_at: r.get(8)?,
     })
-    .optional()?)
+}
+
+fn ticket(c: &Connection, id: &str) -> Result<Option<Ticket>, StoreError> {
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1");
+    Ok(c.prepare_cached(&sql)?
+        .query_row([id], ticket_row)
+        .optional()?)
 }
 
 fn agent_conversation(c: &Connection, id: &str) -> Result<Option<AgentConversation>, StoreError> {
