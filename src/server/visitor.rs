@@ -106,6 +106,24 @@ struct Conversation {
     ctx: Context,
     /// Messages the visitor has written in it (toward `max_conversation_messages`).
     messages: usize,
+    /// When this session last wrote the conversation's row (its context and
+    /// `updated_at`). A turn that changes neither context nor state leaves the
+    /// row alone unless it is older than [`TOUCH_EVERY`].
+    touched: std::time::Instant,
+}
+
+/// How stale a conversation's `updated_at` may grow while turns change nothing
+/// else in its row. Idle closing reads the messages' own times, so this only
+/// bounds how far `updated_at` lags behind for retention.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+impl Conversation {
+    /// The context to write with a turn that leaves `next` as the engine's
+    /// context: `None` when the row needs no update.
+    fn context_to_store(&self, next: &Context) -> Option<String> {
+        (*next != self.ctx || self.touched.elapsed() >= TOUCH_EVERY)
+            .then(|| serde_json::to_string(next).expect("context serializes"))
+    }
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -169,9 +187,19 @@ async fn run(socket: WebSocket, app: App, conn: u64) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Message>(app.config().limits.outbound_queue);
     let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            let is_close = matches!(msg, Message::Close(_));
-            if sink.send(msg).await.is_err() || is_close {
+        // Frames queued together (an ack and its reply) go out in one write.
+        'frames: while let Some(mut msg) = out_rx.recv().await {
+            loop {
+                let is_close = matches!(msg, Message::Close(_));
+                if sink.feed(msg).await.is_err() || is_close {
+                    break 'frames;
+                }
+                match out_rx.try_recv() {
+                    Ok(next) => msg = next,
+                    Err(_) => break,
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
@@ -386,6 +414,7 @@ impl Session {
                         state: c.state.clone(),
                         ctx: serde_json::from_str(&c.context).unwrap_or_default(),
                         messages: c.history.iter().filter(|h| h.role == "visitor").count(),
+                        touched: std::time::Instant::now(),
                     });
                     self.send(ServerFrame::Welcome {
                         conversation_id: c.id,
@@ -422,6 +451,7 @@ impl Session {
                     state: "bot".into(),
                     ctx: Context::default(),
                     messages: 0,
+                    touched: std::time::Instant::now(),
                 });
                 self.send(ServerFrame::Welcome {
                     conversation_id: id,
@@ -450,15 +480,19 @@ impl Session {
                 visitor: Some((id.clone(), redacted.clone())),
                 reply: None,
                 state: None,
-                context: serde_json::to_string(&conv.ctx).expect("context serializes"),
+                context: conv.context_to_store(&conv.ctx),
             };
             let queued = conv.state == "queued";
             let conversation_id = conv.id.clone();
+            let touches = turn.context.is_some();
             match self.app.store().store_turn(turn).await {
                 Ok(TurnOutcome::Stored) => {
                     self.app.metrics().visitor_message();
                     if let Some(c) = &mut self.conversation {
                         c.messages += 1;
+                        if touches {
+                            c.touched = std::time::Instant::now();
+                        }
                     }
                     self.send(ServerFrame::Ack { id: id.clone() });
                     let hub = &self.app.inner.hub;
@@ -686,8 +720,9 @@ impl Session {
                     }),
             }),
             state: queues.then_some("queued"),
-            context: serde_json::to_string(&d.next).expect("context serializes"),
+            context: conv.context_to_store(&d.next),
         };
+        let touches = turn.context.is_some();
         match self.app.store().store_turn(turn).await {
             Ok(TurnOutcome::Stored) => {
                 let metrics = self.app.metrics();
@@ -709,6 +744,9 @@ impl Session {
                 });
                 let conv = self.conversation.as_mut().expect("checked by caller");
                 conv.ctx = d.next;
+                if touches {
+                    conv.touched = std::time::Instant::now();
+                }
                 if queues {
                     conv.state = "queued".into();
                     tracing::info!(conversation = %conv.id, reason = d.escalation.map(|r| r.as_str()), "escalated");

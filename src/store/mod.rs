@@ -39,7 +39,16 @@ pub enum StoreError {
 }
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Ran + Send>;
+
+/// A job that has run in the open transaction.
+struct Ran {
+    /// Tells the caller, once the commit's fate is known.
+    done: Completion,
+    /// The job failed after part of it was written, and it ran without a
+    /// savepoint: only rolling back the whole batch undoes it.
+    torn: bool,
+}
 
 /// A cheap, cloneable handle to the writer.
 #[derive(Clone)]
@@ -70,17 +79,33 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// An identifier that sorts by creation time (milliseconds, then 64 random
-/// bits): new rows land at the end of the database's indexes instead of on a
-/// random page, which keeps group commits small.
+/// An identifier that sorts by creation time (milliseconds, then 64 bits that
+/// differ for every id): new rows land at the end of the database's indexes
+/// instead of on a random page, which keeps group commits small.
+///
+/// The 64 bits are a per-process random start plus a counter, mixed so that
+/// consecutive ids do not look alike; ids are unique within a process and,
+/// with overwhelming probability, across restarts. They name things and grant
+/// nothing (resuming a conversation takes its secret token), so they need not
+/// be unpredictable, and making one costs no system call.
 pub fn time_ordered_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
-    format!(
-        "{prefix}{:012x}{:016x}",
-        now_ms(),
+    use std::fmt::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static START: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let start = *START.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("the operating system provides randomness");
         u64::from_le_bytes(bytes)
-    )
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // An odd multiplier is a bijection on u64, so distinct counters stay distinct.
+    let bits = start.wrapping_add(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut id = String::with_capacity(prefix.len() + 28);
+    id.push_str(prefix);
+    let _ = write!(id, "{:012x}{bits:016x}", now_ms());
+    id
 }
 
 impl Store {
@@ -138,16 +163,44 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(move |conn| (in_savepoint(conn, f), false)).await
+    }
+
+    /// Like [`Store::run`], without the savepoint that isolates a failing job
+    /// from the rest of its batch, for hot jobs whose only expected failure
+    /// comes before they write anything. `f` sets its flag once it has
+    /// written; a failure after that rolls back the whole batch, and every
+    /// job in it reports the failure (nothing in it is acknowledged).
+    async fn run_unguarded<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut bool) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(move |conn| {
+            let mut wrote = false;
+            let result = f(conn, &mut wrote);
+            let torn = wrote && result.is_err();
+            (result, torn)
+        })
+        .await
+    }
+
+    async fn submit<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> (Result<T, StoreError>, bool) + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, f);
-            Box::new(move |commit: Result<(), String>| {
+            let (result, torn) = f(conn);
+            let done: Completion = Box::new(move |commit: Result<(), String>| {
                 let out = match commit {
                     Ok(()) => result,
                     Err(e) => Err(StoreError::Schema(format!("commit failed: {e}"))),
                 };
                 let _ = tx.send(out);
-            })
+            });
+            Ran { done, torn }
         });
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -185,7 +238,11 @@ impl Store {
     /// message id already stored in this conversation is not stored again and
     /// nothing else of the turn is applied.
     pub async fn store_turn(&self, turn: Turn) -> Result<TurnOutcome, StoreError> {
-        self.run(move |c| store_turn(c, &turn)).await
+        // Turns are most of the writes: they skip the per-job savepoint. The
+        // first statement is the only one expected to fail (a conversation
+        // deleted meanwhile), and it leaves nothing behind when it does.
+        self.run_unguarded(move |c, wrote| store_turn(c, &turn, wrote))
+            .await
     }
 
     /// Records whether an answer helped. Unknown answers are refused.
@@ -272,9 +329,14 @@ impl Store {
     /// `before_ms`; returns each one's id and outcome.
     pub async fn close_idle(&self, before_ms: i64) -> Result<Vec<(String, String)>, StoreError> {
         self.run(move |c| {
+            // `updated_at` may lag behind the last message (turns that change
+            // nothing in the row leave it), so the messages have the last word.
             let ids: Vec<String> = c
                 .prepare_cached(
-                    "SELECT id FROM conversations WHERE state = 'bot' AND updated_at < ?1 LIMIT 10000",
+                    "SELECT id FROM conversations c WHERE state = 'bot' AND updated_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM messages m
+                                     WHERE m.conversation_id = c.id AND m.created_at >= ?1)
+                     LIMIT 10000",
                 )?
                 .query_map([before_ms], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
@@ -458,8 +520,10 @@ pub struct Turn {
     pub reply: Option<BotReply>,
     /// New conversation state, if it changes.
     pub state: Option<&'static str>,
-    /// The engine context after the turn, as JSON.
-    pub context: String,
+    /// The engine context after the turn, as JSON, when the conversation's
+    /// row is to be written: `None` leaves the row (context and
+    /// `updated_at`) as it is, unless the state changes or the turn escalates.
+    pub context: Option<String>,
 }
 
 /// What became of a turn.
@@ -507,13 +571,20 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
         }
         let begun = conn.execute_batch("BEGIN IMMEDIATE");
         let mut completions = Vec::with_capacity(batch.len());
+        let mut torn = false;
         for job in batch.drain(..) {
-            completions.push(job(&conn));
+            let ran = job(&conn);
+            torn |= ran.torn;
+            completions.push(ran.done);
         }
         tracing::trace!(jobs = completions.len(), "group commit");
-        let commit = begun
-            .and_then(|()| conn.execute_batch("COMMIT"))
-            .map_err(|e| e.to_string());
+        let commit = if torn {
+            Err("a write failed half-way; its batch was rolled back".to_string())
+        } else {
+            begun
+                .and_then(|()| conn.execute_batch("COMMIT"))
+                .map_err(|e| e.to_string())
+        };
         if let Err(e) = &commit {
             tracing::error!(error = %e, jobs = completions.len(), "commit failed; nothing in this batch is acknowledged");
             let _ = conn.execute_batch("ROLLBACK");
@@ -579,7 +650,9 @@ fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
+/// Stores a turn. `wrote` is set after the first write, which is the one that
+/// fails if the conversation is gone; the ones after it are not expected to.
+fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome, StoreError> {
     let now = now_ms();
     if let Some((client_id, text)) = &t.visitor {
         let inserted = exec(
@@ -591,6 +664,7 @@ fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
         if inserted == 0 {
             return Ok(TurnOutcome::Duplicate);
         }
+        *wrote = true;
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
     if let Some(r) = &t.reply {
@@ -624,6 +698,7 @@ fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
                 r.smalltalk,
             ],
         )?;
+        *wrote = true;
         exec(
             c,
             "INSERT INTO messages (conversation_id, role, text, created_at, answer_id)
@@ -636,9 +711,14 @@ fn store_turn(c: &Connection, t: &Turn) -> Result<TurnOutcome, StoreError> {
         .as_ref()
         .and_then(|r| r.escalation)
         .map(|e| e.as_str());
+    if t.context.is_none() && t.state.is_none() && reason.is_none() {
+        // Most turns change nothing in the conversation's row; leaving it
+        // alone saves a random page in every group commit.
+        return Ok(TurnOutcome::Stored);
+    }
     exec(
         c,
-        "UPDATE conversations SET context = ?2, updated_at = ?3,
+        "UPDATE conversations SET context = COALESCE(?2, context), updated_at = ?3,
                 state = COALESCE(?4, state),
                 escalation_reason = COALESCE(escalation_reason, ?5),
                 priority = CASE WHEN ?5 = 'sensitive' THEN 1 ELSE priority END,
@@ -670,7 +750,7 @@ mod tests {
                 smalltalk: false,
             }),
             state: None,
-            context: "{}".into(),
+            context: Some("{}".into()),
         }
     }
 
@@ -722,6 +802,61 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_turn_for_a_deleted_conversation_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store
+            .create_conversation("c1".into(), "h".into())
+            .await
+            .unwrap();
+        let (gone, kept) = tokio::join!(
+            store.store_turn(turn("nowhere", "m0", "lost")),
+            store.store_turn(turn("c1", "m1", "kept"))
+        );
+        assert!(gone.is_err());
+        assert_eq!(kept.unwrap(), TurnOutcome::Stored);
+        let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
+        assert_eq!(conv.history.len(), 2);
+        drop(store);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn a_turn_failing_half_way_rolls_back_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store
+            .create_conversation("c1".into(), "h".into())
+            .await
+            .unwrap();
+        // The bot's message fails after the visitor's was written.
+        store
+            .run(|c| {
+                c.execute_batch(
+                    "CREATE TRIGGER no_bots BEFORE INSERT ON messages WHEN NEW.role = 'bot'
+                     BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(store.store_turn(turn("c1", "m1", "half")).await.is_err());
+        store
+            .run(|c| Ok(c.execute_batch("DROP TRIGGER no_bots")?))
+            .await
+            .unwrap();
+        let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
+        assert!(conv.history.is_empty(), "{:?}", conv.history);
+        // Sent again, it is stored whole.
+        assert_eq!(
+            store.store_turn(turn("c1", "m1", "half")).await.unwrap(),
+            TurnOutcome::Stored
+        );
+        drop(store);
+        guard.join();
+    }
+
+    #[tokio::test]
     async fn forget_and_purge_delete_everything_of_a_conversation() {
         let dir = tempfile::tempdir().unwrap();
         let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
@@ -764,6 +899,51 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+        drop(store);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn idle_closing_reads_message_times_when_the_row_was_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        for id in ["quiet", "busy"] {
+            store
+                .create_conversation(id.into(), "h".into())
+                .await
+                .unwrap();
+            store
+                .store_turn(turn(id, &format!("{id}-1"), "q"))
+                .await
+                .unwrap();
+        }
+        // Both rows were last written an hour ago; "busy" has had a turn since
+        // that left its row alone.
+        let hour_ago = now_ms() - 3_600_000;
+        store
+            .run(move |c| {
+                c.execute("UPDATE conversations SET updated_at = ?1", [hour_ago])?;
+                c.execute("UPDATE messages SET created_at = ?1", [hour_ago])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let mut later = turn("busy", "busy-2", "another");
+        later.context = None;
+        store.store_turn(later).await.unwrap();
+        let updated: i64 = store
+            .run(|c| {
+                Ok(c.query_row(
+                    "SELECT updated_at FROM conversations WHERE id = 'busy'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(updated, hour_ago, "a turn without context leaves the row");
+        let closed = store.close_idle(now_ms() - 60_000).await.unwrap();
+        assert_eq!(closed, vec![("quiet".to_string(), "deflected".to_string())]);
         drop(store);
         guard.join();
     }

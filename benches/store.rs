@@ -1,0 +1,107 @@
+//! Storing turns: the visitor's message, the bot's reply, its decision and the
+//! conversation's new context, for 1,000 conversations at once, committed in
+//! groups of 1, 16, 128 and 512 turns (as many as arrive together).
+//!
+//! Run: `cargo bench --bench store`
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use frontdesk::config::{StoreConfig, Synchronous};
+use frontdesk::engine::Kind;
+use frontdesk::store::{time_ordered_id, BotReply, Store, Turn};
+
+const CONVERSATIONS: usize = 1000;
+
+/// A decision's explanation of the usual size (about 1 KiB of JSON).
+fn explanation() -> String {
+    let article = r#"{"id":"shipping/delivery-times.md","confidence":0.878,"best_phrase":"How long does delivery take?","best_phrase_score":1.0,"centroid_score":0.756,"bm25":12.223}"#;
+    format!(
+        r#"{{"rule":"article \"shipping/delivery-times.md\": confidence 0.878 >= answer threshold 0.80","articles":[{}],"terms":["how","long","deliveri","take"],"answer_threshold":0.8,"clarify_threshold":0.4,"clarify_margin":0.15,"fallbacks_in_a_row":0}}"#,
+        vec![article; 5].join(",")
+    )
+}
+
+fn turn(conversation_id: &str, n: u64, explanation: &str) -> Turn {
+    Turn {
+        conversation_id: conversation_id.to_string(),
+        visitor: Some((format!("m{n}"), "how long does delivery take".into())),
+        reply: Some(BotReply {
+            answer_id: time_ordered_id("a_"),
+            kind: Kind::Answer,
+            text: "Orders within the EU arrive in 2-4 working days; elsewhere 5-10.".into(),
+            source: None,
+            quick_replies: vec![],
+            score: 0.878,
+            escalation: None,
+            explanation: explanation.to_string(),
+            smalltalk: false,
+        }),
+        state: None,
+        context: None,
+    }
+}
+
+fn bench_turns(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for sync in [Synchronous::Normal] {
+        let name = match sync {
+            Synchronous::Normal => "normal",
+            Synchronous::Full => "full",
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            synchronous: sync,
+            ..StoreConfig::default()
+        };
+        let (store, guard) = Store::open(dir.path(), &cfg).unwrap();
+        let ids: Vec<String> = (0..CONVERSATIONS).map(|_| time_ordered_id("c_")).collect();
+        rt.block_on(async {
+            for id in &ids {
+                store
+                    .create_conversation(id.clone(), "hash".into())
+                    .await
+                    .unwrap();
+            }
+        });
+        let expl = explanation();
+        let mut n = 0u64;
+        let mut group = c.benchmark_group(format!("store/turn/{name}"));
+        group.sample_size(10);
+        group.measurement_time(Duration::from_secs(4));
+        for batch in [16usize, 128] {
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_function(format!("group-of-{batch}"), |b| {
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    rt.block_on(async {
+                        for _ in 0..iters {
+                            let mut pending = Vec::with_capacity(batch);
+                            for _ in 0..batch {
+                                n += 1;
+                                let conv = &ids[(n as usize * 7919) % CONVERSATIONS];
+                                let store = store.clone();
+                                let t = turn(conv, n, &expl);
+                                pending.push(tokio::spawn(async move { store.store_turn(t).await }));
+                            }
+                            for p in pending {
+                                p.await.unwrap().unwrap();
+                            }
+                        }
+                    });
+                    started.elapsed()
+                })
+            });
+        }
+        group.finish();
+        drop(store);
+        guard.join();
+    }
+}
+
+criterion_group!(benches, bench_turns);
+criterion_main!(benches);
