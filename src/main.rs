@@ -178,6 +178,13 @@ struct ServeArgs {
     content: ContentArgs,
 }
 
+/// mimalloc instead of the C library's allocator: the server allocates and
+/// frees small buffers on one thread and frees some on another for every
+/// message, and glibc's malloc spent a sixth of the message path on it
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
