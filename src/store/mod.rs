@@ -559,7 +559,27 @@ fn in_savepoint<T>(
     }
 }
 
+/// Marks the calling thread as a batch thread: it gets its share of the CPU,
+/// but waking up does not preempt a running thread. The writer is woken by
+/// the first job of each group; without this, on a busy core it would
+/// interrupt the thread producing the jobs at once and commit groups of a few
+/// dozen, paying a commit's page writes for each. Letting the producer finish
+/// its turn makes the groups two to three times larger (docs/benchmarks.md).
+fn yield_on_wakeup() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pthread_self() is the calling thread, and param outlives the call.
+        let rc =
+            unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_BATCH, &param) };
+        if rc != 0 {
+            tracing::debug!(error = rc, "the store writer stays a normal thread");
+        }
+    }
+}
+
 fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+    yield_on_wakeup();
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
