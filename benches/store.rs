@@ -19,7 +19,7 @@ fn explanation() -> String {
     let article = r#"{"id":"shipping/delivery-times.md","confidence":0.878,"best_phrase":"How long does delivery take?","best_phrase_score":1.0,"centroid_score":0.756,"bm25":12.223}"#;
     format!(
         r#"{{"rule":"article \"shipping/delivery-times.md\": confidence 0.878 >= answer threshold 0.80","articles":[{}],"terms":["how","long","deliveri","take"],"answer_threshold":0.8,"clarify_threshold":0.4,"clarify_margin":0.15,"fallbacks_in_a_row":0}}"#,
-        vec![article; 5].join(",")
+        [article; 5].join(",")
     )
 }
 
@@ -48,7 +48,7 @@ fn bench_turns(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    for sync in [Synchronous::Normal] {
+    for sync in [Synchronous::Normal, Synchronous::Full] {
         let name = match sync {
             Synchronous::Normal => "normal",
             Synchronous::Full => "full",
@@ -73,7 +73,7 @@ fn bench_turns(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("store/turn/{name}"));
         group.sample_size(10);
         group.measurement_time(Duration::from_secs(4));
-        for batch in [16usize, 128] {
+        for batch in [1usize, 16, 128, 512] {
             group.throughput(Throughput::Elements(batch as u64));
             group.bench_function(format!("group-of-{batch}"), |b| {
                 b.iter_custom(|iters| {
@@ -86,7 +86,8 @@ fn bench_turns(c: &mut Criterion) {
                                 let conv = &ids[(n as usize * 7919) % CONVERSATIONS];
                                 let store = store.clone();
                                 let t = turn(conv, n, &expl);
-                                pending.push(tokio::spawn(async move { store.store_turn(t).await }));
+                                pending
+                                    .push(tokio::spawn(async move { store.store_turn(t).await }));
                             }
                             for p in pending {
                                 p.await.unwrap().unwrap();

@@ -136,17 +136,35 @@ impl Store {
         // Deleted transcripts (forget, retention) are overwritten, not just unlinked.
         conn.pragma_update(None, "secure_delete", "on")?;
         conn.pragma_update(None, "cache_size", -65_536)?;
-        // Checkpoint less often: a page written by many commits is copied into
-        // the database once per checkpoint, not once per thousand WAL pages.
-        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+        // Checkpoints run on their own thread (`checkpointer`): run by the
+        // writer after a commit, each one held up every commit behind it.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
+
+        let checkpoints = Connection::open(&path)?;
+        checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let checkpoint_thread = std::thread::Builder::new()
+            .name("frontdesk-checkpoint".into())
+            .spawn(move || checkpointer(checkpoints, stopped))
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
 
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let max_batch = cfg.max_batch;
         let thread = std::thread::Builder::new()
             .name("frontdesk-store".into())
-            .spawn(move || writer(conn, rx, max_batch))
+            .spawn(move || {
+                writer(&conn, rx, max_batch);
+                // Every handle is gone: stop checkpointing beside the writer,
+                // then checkpoint everything so the database file stands alone.
+                drop(stop);
+                let _ = checkpoint_thread.join();
+                let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            })
             .map_err(|source| StoreError::Io { path, source })?;
         Ok((
             Store { jobs: tx },
@@ -163,7 +181,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(move |conn| (in_savepoint(conn, f), false)).await
+        self.submit(move |conn| (in_savepoint(conn, f), false))
+            .await
     }
 
     /// Like [`Store::run`], without the savepoint that isolates a failing job
@@ -578,7 +597,42 @@ fn yield_on_wakeup() {
     }
 }
 
-fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+/// How often committed pages are copied from the WAL into the database file.
+/// A page rewritten by many commits in between is copied once.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// WAL length (in pages) past which a checkpoint also starts the WAL over.
+/// Copying alone never lets the WAL restart while commits keep coming, so
+/// this one waits for the commit in progress and holds the next one back for
+/// the few pages written since the last copy.
+const WAL_RESTART_PAGES: i64 = 16_384;
+
+/// Copies committed pages from the WAL into the database file on its own
+/// connection, beside the writer: a passive checkpoint takes no lock a commit
+/// needs, so commits never wait for one (except the short restart above).
+/// Stops when `stop`'s sender is dropped.
+fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    yield_on_wakeup();
+    let checkpoint = |mode: &str| -> rusqlite::Result<i64> {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            r.get::<_, i64>(1)
+        })
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        match checkpoint("PASSIVE") {
+            Ok(pages) if pages >= WAL_RESTART_PAGES => {
+                if let Err(e) = checkpoint("RESTART") {
+                    tracing::warn!(error = %e, "WAL restart failed; retrying shortly");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed; retrying shortly"),
+        }
+    }
+}
+
+fn writer(conn: &Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     yield_on_wakeup();
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -593,7 +647,7 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
         let mut completions = Vec::with_capacity(batch.len());
         let mut torn = false;
         for job in batch.drain(..) {
-            let ran = job(&conn);
+            let ran = job(conn);
             torn |= ran.torn;
             completions.push(ran.done);
         }
@@ -613,8 +667,6 @@ fn writer(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
             done(commit.clone());
         }
     }
-    // Every handle is gone: checkpoint so the database file stands alone.
-    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
 fn load_conversation(c: &Connection, id: &str) -> Result<Option<StoredConversation>, StoreError> {
@@ -964,6 +1016,35 @@ mod tests {
         assert_eq!(updated, hour_ago, "a turn without context leaves the row");
         let closed = store.close_idle(now_ms() - 60_000).await.unwrap();
         assert_eq!(closed, vec![("quiet".to_string(), "deflected".to_string())]);
+        drop(store);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn committed_pages_reach_the_database_file_while_the_store_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        store
+            .create_conversation("c1".into(), "h".into())
+            .await
+            .unwrap();
+        let db = dir.path().join("frontdesk.db");
+        let before = std::fs::metadata(&db).unwrap().len();
+        for i in 0..200 {
+            let mut t = turn("c1", &format!("m{i}"), &"words ".repeat(200));
+            t.reply.as_mut().unwrap().explanation = "x".repeat(1000);
+            store.store_turn(t).await.unwrap();
+        }
+        // Nothing but the checkpointer copies pages into the main file before
+        // the store stops.
+        let deadline = std::time::Instant::now() + CHECKPOINT_EVERY * 5;
+        while std::fs::metadata(&db).unwrap().len() < before + 200_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint while the store ran"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         drop(store);
         guard.join();
     }
