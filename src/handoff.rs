@@ -17,10 +17,18 @@ use crate::protocol::ServerFrame;
 /// Something for one visitor's session.
 #[derive(Debug, Clone)]
 pub enum VisitorEvent {
-    /// A frame to send to the visitor.
-    Frame(ServerFrame),
+    /// A frame to send to the visitor. Boxed: every visitor's channel holds
+    /// a block of these, and most frames are much larger than a pointer.
+    Frame(Box<ServerFrame>),
     /// The conversation's state changed: "queued", "with_agent" or "closed".
     State(&'static str),
+}
+
+impl VisitorEvent {
+    /// A frame to send to the visitor.
+    pub fn frame(frame: ServerFrame) -> VisitorEvent {
+        VisitorEvent::Frame(Box::new(frame))
+    }
 }
 
 type AgentTx = mpsc::Sender<Arc<str>>;
@@ -163,7 +171,7 @@ impl Hub {
             }
             positions.insert(id.clone(), (position, eta));
             for (_, tx) in sessions {
-                let _ = tx.try_send(VisitorEvent::Frame(ServerFrame::Queue {
+                let _ = tx.try_send(VisitorEvent::frame(ServerFrame::Queue {
                     position,
                     eta_seconds: eta,
                 }));
@@ -292,10 +300,13 @@ mod tests {
         let queue = ["a".to_string(), "b".to_string()];
         hub.send_positions(&queue, Some(30_000));
         match rx.try_recv().unwrap() {
-            VisitorEvent::Frame(ServerFrame::Queue {
-                position,
-                eta_seconds,
-            }) => assert_eq!((position, eta_seconds), (2, Some(60))),
+            VisitorEvent::Frame(frame) => match *frame {
+                ServerFrame::Queue {
+                    position,
+                    eta_seconds,
+                } => assert_eq!((position, eta_seconds), (2, Some(60))),
+                other => panic!("{other:?}"),
+            },
             other => panic!("{other:?}"),
         }
         hub.send_positions(&queue, Some(30_000));
@@ -303,7 +314,7 @@ mod tests {
         hub.send_positions(&queue[1..], Some(30_000));
         assert!(matches!(
             rx.try_recv().unwrap(),
-            VisitorEvent::Frame(ServerFrame::Queue { position: 1, .. })
+            VisitorEvent::Frame(frame) if matches!(*frame, ServerFrame::Queue { position: 1, .. })
         ));
     }
 

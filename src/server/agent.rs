@@ -388,7 +388,7 @@ impl Session {
                         hub.to_visitor(&conversation_id, VisitorEvent::State("with_agent"));
                         hub.to_visitor(
                             &conversation_id,
-                            VisitorEvent::Frame(ServerFrame::AgentJoined { name: me.clone() }),
+                            VisitorEvent::frame(ServerFrame::AgentJoined { name: me.clone() }),
                         );
                         self.send_conversation_to(&me, &conversation_id).await;
                         hub.to_agents(&AgentServerFrame::Update {
@@ -422,7 +422,7 @@ impl Session {
                         self.send(AgentServerFrame::Ack { id });
                         hub.to_visitor(
                             &conversation_id,
-                            VisitorEvent::Frame(ServerFrame::AgentMessage { text, name: me, at }),
+                            VisitorEvent::frame(ServerFrame::AgentMessage { text, name: me, at }),
                         );
                     }
                     Ok(Ok(Written::Duplicate)) => self.send(AgentServerFrame::Ack { id }),
@@ -433,7 +433,7 @@ impl Session {
             AgentFrame::Typing { conversation_id } => {
                 hub.to_visitor(
                     &conversation_id,
-                    VisitorEvent::Frame(ServerFrame::Typing {}),
+                    VisitorEvent::frame(ServerFrame::Typing {}),
                 );
             }
             AgentFrame::Note {
@@ -472,7 +472,7 @@ impl Session {
                         hub.to_visitor(&conversation_id, VisitorEvent::State("queued"));
                         hub.to_visitor(
                             &conversation_id,
-                            VisitorEvent::Frame(ServerFrame::AgentLeft { name: me }),
+                            VisitorEvent::frame(ServerFrame::AgentLeft { name: me }),
                         );
                         hub.to_agents(&AgentServerFrame::Update {
                             conversation_id,
@@ -500,11 +500,11 @@ impl Session {
                         tracing::info!(conversation = %conversation_id, from = %me, to = %to, "transferred");
                         hub.to_visitor(
                             &conversation_id,
-                            VisitorEvent::Frame(ServerFrame::AgentLeft { name: me }),
+                            VisitorEvent::frame(ServerFrame::AgentLeft { name: me }),
                         );
                         hub.to_visitor(
                             &conversation_id,
-                            VisitorEvent::Frame(ServerFrame::AgentJoined { name: to.clone() }),
+                            VisitorEvent::frame(ServerFrame::AgentJoined { name: to.clone() }),
                         );
                         self.send_conversation_to(&to, &conversation_id).await;
                         hub.to_agents(&AgentServerFrame::Update {
@@ -532,7 +532,7 @@ impl Session {
                         hub.to_visitor(&conversation_id, VisitorEvent::State("closed"));
                         hub.to_visitor(
                             &conversation_id,
-                            VisitorEvent::Frame(ServerFrame::Closed { outcome }),
+                            VisitorEvent::frame(ServerFrame::Closed { outcome }),
                         );
                         hub.to_agents(&AgentServerFrame::Update {
                             conversation_id,
@@ -560,7 +560,7 @@ impl Session {
                         {
                             hub.to_visitor(
                                 conv,
-                                VisitorEvent::Frame(ServerFrame::AgentMessage {
+                                VisitorEvent::frame(ServerFrame::AgentMessage {
                                     text,
                                     name: me,
                                     at,

@@ -270,7 +270,7 @@ async fn close_idle_conversations(app: App) {
                     hub.to_visitor(&id, crate::handoff::VisitorEvent::State("closed"));
                     hub.to_visitor(
                         &id,
-                        crate::handoff::VisitorEvent::Frame(crate::protocol::ServerFrame::Closed {
+                        crate::handoff::VisitorEvent::frame(crate::protocol::ServerFrame::Closed {
                             outcome,
                         }),
                     );

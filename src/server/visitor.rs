@@ -244,9 +244,12 @@ async fn run(socket: WebSocket, app: App, conn: u64) {
                 Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if !limit.allow() => {
                     session.send(FrameError::new(codes::RATE_LIMITED, "too many frames; slow down and send it again").frame());
                 }
-                Ok(Some(Ok(Message::Text(text)))) => session.on_text(text.as_str()).await,
+                // Handling a frame runs on the heap: its state (the engine's
+                // decision, the store's reply) would otherwise sit in every
+                // idle connection's task, which is sized for its largest state.
+                Ok(Some(Ok(Message::Text(text)))) => Box::pin(session.on_text(text.as_str())).await,
                 Ok(Some(Ok(Message::Binary(bytes)))) => match std::str::from_utf8(&bytes) {
-                    Ok(text) => session.on_text(text).await,
+                    Ok(text) => Box::pin(session.on_text(text)).await,
                     Err(_) => session.send(FrameError::new(codes::BINARY_FRAME, "frames are UTF-8 JSON text").frame()),
                 },
                 Ok(Some(Ok(_))) => {}
@@ -287,7 +290,7 @@ impl Session {
     /// Something from an agent's side.
     fn on_event(&mut self, event: VisitorEvent) {
         match event {
-            VisitorEvent::Frame(frame) => self.send(frame),
+            VisitorEvent::Frame(frame) => self.send(*frame),
             VisitorEvent::State(state) => {
                 if let Some(c) = &mut self.conversation {
                     c.state = state.into();
