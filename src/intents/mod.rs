@@ -177,6 +177,8 @@ pub struct Intents {
     unfiltered_patterns: Vec<usize>,
     keywords: Option<AhoCorasick>,
     keyword_owner: Vec<usize>,
+    /// Index in `intents` by id (looked up on every answer an intent gives).
+    by_id: HashMap<String, usize>,
 }
 
 impl Intents {
@@ -435,7 +437,12 @@ impl Intents {
                 .map(|(canon, vars)| (canon.as_str(), vars.as_slice())),
         );
 
+        let mut by_id = HashMap::with_capacity(intents.len());
+        for (i, intent) in intents.iter().enumerate() {
+            by_id.entry(intent.id.clone()).or_insert(i);
+        }
         Ok(Intents {
+            by_id,
             intents,
             sensitive: Sensitive::new(rules, raw.sensitive.response),
             synonyms,
@@ -459,7 +466,7 @@ impl Intents {
 
     /// Looks an intent up by id.
     pub fn get(&self, id: &str) -> Option<&Intent> {
-        self.intents.iter().find(|i| i.id == id)
+        self.by_id.get(id).map(|&i| &self.intents[i])
     }
 
     /// Every intent that matches `text` (a [`crate::text::tidy`] text with synonyms
