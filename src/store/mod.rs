@@ -578,8 +578,9 @@ fn in_savepoint<T>(
     }
 }
 
-/// Marks the calling thread as a batch thread: it gets its share of the CPU,
-/// but waking up does not preempt a running thread. The writer is woken by
+/// Marks the calling thread (the writer, the checkpointer) as a batch thread:
+/// it gets its share of the CPU, but waking up does not preempt a running
+/// thread. The writer is woken by
 /// the first job of each group; without this, on a busy core it would
 /// interrupt the thread producing the jobs at once and commit groups of a few
 /// dozen, paying a commit's page writes for each. Letting the producer finish
@@ -592,7 +593,7 @@ fn yield_on_wakeup() {
         let rc =
             unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_BATCH, &param) };
         if rc != 0 {
-            tracing::debug!(error = rc, "the store writer stays a normal thread");
+            tracing::debug!(error = rc, "the thread keeps the normal scheduling policy");
         }
     }
 }
