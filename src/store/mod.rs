@@ -807,6 +807,27 @@ mod tests {
     use super::*;
     use crate::engine::Kind;
 
+    /// The one integer a query returns.
+    async fn scalar(store: &Store, sql: &'static str) -> i64 {
+        store
+            .run(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+
+    /// A store in a new directory, with these conversations created.
+    async fn open_with(conversations: &[&str]) -> (tempfile::TempDir, Store, WriterGuard) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        for id in conversations {
+            store
+                .create_conversation(id.to_string(), "h".into())
+                .await
+                .unwrap();
+        }
+        (dir, store, guard)
+    }
+
     fn turn(conv: &str, id: &str, text: &str) -> Turn {
         Turn {
             conversation_id: conv.into(),
@@ -829,12 +850,7 @@ mod tests {
 
     #[tokio::test]
     async fn turns_are_stored_once_and_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store
-            .create_conversation("c1".into(), "h".into())
-            .await
-            .unwrap();
+        let (dir, store, guard) = open_with(&["c1"]).await;
         let first = store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
         assert_eq!(first, TurnOutcome::Stored);
         let again = store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
@@ -853,12 +869,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_job_does_not_undo_its_batch_mates() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store
-            .create_conversation("c1".into(), "h".into())
-            .await
-            .unwrap();
+        let (_dir, store, guard) = open_with(&["c1"]).await;
         let bad = store.run(|c| {
             c.execute("INSERT INTO messages (conversation_id, role, text, created_at) VALUES ('c1','visitor','x',0)", [])?;
             c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
@@ -876,12 +887,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_turn_for_a_deleted_conversation_fails_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store
-            .create_conversation("c1".into(), "h".into())
-            .await
-            .unwrap();
+        let (_dir, store, guard) = open_with(&["c1"]).await;
         let (gone, kept) = tokio::join!(
             store.store_turn(turn("nowhere", "m0", "lost")),
             store.store_turn(turn("c1", "m1", "kept"))
@@ -896,12 +902,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_turn_failing_half_way_rolls_back_its_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store
-            .create_conversation("c1".into(), "h".into())
-            .await
-            .unwrap();
+        let (_dir, store, guard) = open_with(&["c1"]).await;
         // The bot's message fails after the visitor's was written.
         store
             .run(|c| {
@@ -955,16 +956,11 @@ mod tests {
             .await
             .unwrap()
             .is_none());
-        let left: i64 = store
-            .run(|c| {
-                Ok(c.query_row(
-                    "SELECT COUNT(*) FROM messages WHERE conversation_id = 'c1'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap();
+        let left = scalar(
+            &store,
+            "SELECT COUNT(*) FROM messages WHERE conversation_id = 'c1'",
+        )
+        .await;
         assert_eq!(left, 0);
         assert_eq!(store.purge_before(now_ms() + 1).await.unwrap(), 1);
         assert!(store
@@ -1004,16 +1000,11 @@ mod tests {
         let mut later = turn("busy", "busy-2", "another");
         later.context = None;
         store.store_turn(later).await.unwrap();
-        let updated: i64 = store
-            .run(|c| {
-                Ok(c.query_row(
-                    "SELECT updated_at FROM conversations WHERE id = 'busy'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap();
+        let updated = scalar(
+            &store,
+            "SELECT updated_at FROM conversations WHERE id = 'busy'",
+        )
+        .await;
         assert_eq!(updated, hour_ago, "a turn without context leaves the row");
         let closed = store.close_idle(now_ms() - 60_000).await.unwrap();
         assert_eq!(closed, vec![("quiet".to_string(), "deflected".to_string())]);
@@ -1023,12 +1014,7 @@ mod tests {
 
     #[tokio::test]
     async fn committed_pages_reach_the_database_file_while_the_store_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store
-            .create_conversation("c1".into(), "h".into())
-            .await
-            .unwrap();
+        let (dir, store, guard) = open_with(&["c1"]).await;
         let db = dir.path().join("frontdesk.db");
         let before = std::fs::metadata(&db).unwrap().len();
         for i in 0..200 {
@@ -1052,12 +1038,7 @@ mod tests {
 
     #[tokio::test]
     async fn feedback_needs_a_known_answer() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, guard) = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        store
-            .create_conversation("c1".into(), "h".into())
-            .await
-            .unwrap();
+        let (_dir, store, guard) = open_with(&["c1"]).await;
         store.store_turn(turn("c1", "m1", "q")).await.unwrap();
         assert!(store
             .store_feedback("c1".into(), "a-m1".into(), true)
