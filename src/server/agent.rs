@@ -38,24 +38,15 @@ pub(super) async fn upgrade(
     ConnectInfo(peer): ConnectInfo<super::guard::Peer>,
     State(app): State<App>,
 ) -> Response {
-    let (permit, alive) = match app.admit(&headers) {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
     let limits = &app.config().limits;
-    let id = NEXT_AGENT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    ws.max_message_size(limits.max_frame_bytes)
-        .max_frame_size(limits.max_frame_bytes)
-        .on_upgrade(move |socket| {
-            let span = tracing::info_span!("agent", conn = id);
-            async move {
-                peer.upgraded();
-                run(socket, app, peer.addr.ip(), id).await;
-                drop(permit);
-                drop(alive);
-            }
-            .instrument(span)
-        })
+    let ws = ws
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes);
+    let ip = peer.addr.ip();
+    app.accept(ws, &headers, peer, move |socket, app| {
+        let id = NEXT_AGENT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        run(socket, app, ip, id).instrument(tracing::info_span!("agent", conn = id))
+    })
 }
 
 struct Session {

@@ -75,24 +75,39 @@ impl App {
         &self.inner.store
     }
 
-    /// Lets a websocket in: its page's origin is allowed, the server is not
-    /// shutting down, and there is room. Returns the connection's place and
-    /// the handle that keeps shutdown waiting for it; refused, the response.
-    #[allow(clippy::result_large_err)]
-    fn admit(
+    /// Lets a websocket in when its page's origin is allowed, the server is
+    /// not shutting down, and there is room (otherwise the response says
+    /// which), and runs `session` on it once upgraded. Until the session
+    /// ends, the connection keeps its place under `limits.max_connections`
+    /// and shutdown waits for it.
+    fn accept<F, S>(
         &self,
+        ws: axum::extract::ws::WebSocketUpgrade,
         headers: &axum::http::HeaderMap,
-    ) -> Result<(tokio::sync::OwnedSemaphorePermit, mpsc::Sender<()>), Response> {
+        peer: guard::Peer,
+        session: F,
+    ) -> Response
+    where
+        F: FnOnce(axum::extract::ws::WebSocket, App) -> S + Send + 'static,
+        S: Future<Output = ()> + Send + 'static,
+    {
         if !visitor::origin_allowed(headers, &self.config().allowed_origins) {
-            return Err((StatusCode::FORBIDDEN, "origin not allowed").into_response());
+            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
         }
         if *self.inner.shutdown.borrow() {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response());
+            return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
         }
         let Ok(permit) = self.inner.connections.clone().try_acquire_owned() else {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response());
+            return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
         };
-        Ok((permit, self.inner.alive.clone()))
+        let alive = self.inner.alive.clone();
+        let app = self.clone();
+        ws.on_upgrade(move |socket| async move {
+            peer.upgraded();
+            session(socket, app).await;
+            drop(permit);
+            drop(alive);
+        })
     }
 
     /// The live counters behind `/metrics`.

@@ -34,21 +34,10 @@ pub(super) async fn upgrade(
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<super::guard::Peer>,
     State(app): State<App>,
 ) -> Response {
-    let (permit, alive) = match app.admit(&headers) {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
-    let limits = &app.config().limits;
-    let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    configure(ws, limits).on_upgrade(move |socket| {
-        let span = tracing::info_span!("visitor", conn = id);
-        async move {
-            peer.upgraded();
-            run(socket, app, id).await;
-            drop(permit);
-            drop(alive);
-        }
-        .instrument(span)
+    let ws = configure(ws, &app.config().limits);
+    app.accept(ws, &headers, peer, |socket, app| {
+        let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        run(socket, app, id).instrument(tracing::info_span!("visitor", conn = id))
     })
 }
 
@@ -70,13 +59,8 @@ pub(super) async fn echo(
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<super::guard::Peer>,
     State(app): State<App>,
 ) -> Response {
-    let (permit, alive) = match app.admit(&headers) {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
-    let limits = &app.config().limits;
-    configure(ws, limits).on_upgrade(move |mut socket| async move {
-        peer.upgraded();
+    let ws = configure(ws, &app.config().limits);
+    app.accept(ws, &headers, peer, |mut socket, app| async move {
         let mut shutdown = app.inner.shutdown.clone();
         loop {
             tokio::select! {
@@ -94,8 +78,6 @@ pub(super) async fn echo(
                 },
             }
         }
-        drop(permit);
-        drop(alive);
     })
 }
 
