@@ -129,7 +129,6 @@ impl Store {
                 Synchronous::Normal => "normal",
             },
         )?;
-        conn.pragma_update(None, "foreign_keys", "on")?;
         // Savepoints' statement journals stay in memory, and recent pages stay
         // cached: both showed up as file I/O in profiles of the writer thread.
         conn.pragma_update(None, "temp_store", "memory")?;
@@ -141,6 +140,7 @@ impl Store {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
+        conn.pragma_update(None, "foreign_keys", "on")?;
 
         let checkpoints = Connection::open(&path)?;
         checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -309,6 +309,13 @@ impl Store {
     /// decisions, feedback). Returns whether it existed.
     pub async fn forget(&self, conversation_id: String) -> Result<bool, StoreError> {
         self.run(move |c| {
+            // Decisions are found through the conversation's messages (they
+            // have no index of their own by conversation); the rest cascades.
+            c.execute(
+                "DELETE FROM decisions WHERE answer_id IN
+                    (SELECT answer_id FROM messages WHERE conversation_id = ?1 AND answer_id IS NOT NULL)",
+                [&conversation_id],
+            )?;
             Ok(c.execute(
                 "DELETE FROM conversations WHERE id = ?1",
                 [&conversation_id],
@@ -322,6 +329,12 @@ impl Store {
     /// many conversations.
     pub async fn purge_before(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.run(move |c| {
+            c.execute(
+                "DELETE FROM decisions WHERE answer_id IN
+                    (SELECT m.answer_id FROM conversations c JOIN messages m ON m.conversation_id = c.id
+                     WHERE c.updated_at < ?1 AND m.answer_id IS NOT NULL)",
+                [before_ms],
+            )?;
             let n = c.execute(
                 "DELETE FROM conversations WHERE updated_at < ?1",
                 [before_ms],
@@ -419,9 +432,11 @@ fn queue_position(c: &Connection, id: &str) -> rusqlite::Result<Option<u32>> {
 fn close(c: &Connection, conversation_id: &str, closed_by: &str) -> Result<String, StoreError> {
     let (reason, answers, fallbacks): (Option<String>, i64, i64) = c.query_row(
         "SELECT escalation_reason,
-                (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'answer' AND d.smalltalk = 0
+                (SELECT COUNT(*) FROM messages m JOIN decisions d ON d.answer_id = m.answer_id
+                 WHERE m.conversation_id = ?1 AND d.kind = 'answer' AND d.smalltalk = 0
                  AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.answer_id = d.answer_id AND f.helpful = 0)),
-                (SELECT COUNT(*) FROM decisions d WHERE d.conversation_id = ?1 AND d.kind = 'fallback')
+                (SELECT COUNT(*) FROM messages m JOIN decisions d ON d.answer_id = m.answer_id
+                 WHERE m.conversation_id = ?1 AND d.kind = 'fallback')
          FROM conversations WHERE id = ?1",
         [conversation_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -741,13 +756,23 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
     if let Some(r) = &t.reply {
+        // The bot's message goes first: when the turn has no visitor message,
+        // it is the write whose foreign key fails for a deleted conversation
+        // (decisions have none), before anything is written.
+        exec(
+            c,
+            "INSERT INTO messages (conversation_id, role, text, created_at, answer_id)
+             VALUES (?1, 'bot', ?2, ?3, ?4)",
+            (&t.conversation_id, &r.text, now, &r.answer_id),
+        )?;
+        *wrote = true;
         let source_json = r
             .source
             .as_ref()
             .map(|s| serde_json::to_string(s).expect("source serializes"));
         let quick = serde_json::to_string(&r.quick_replies).expect("quick replies serialize");
         exec(
-                c,
+            c,
             "INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, source_type, source_id,
                                     source_json, quick_replies, score, escalation_reason, explanation, created_at,
                                     smalltalk)
@@ -770,13 +795,6 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
                 now,
                 r.smalltalk,
             ],
-        )?;
-        *wrote = true;
-        exec(
-            c,
-            "INSERT INTO messages (conversation_id, role, text, created_at, answer_id)
-             VALUES (?1, 'bot', ?2, ?3, ?4)",
-            (&t.conversation_id, &r.text, now, &r.answer_id),
         )?;
     }
     let reason = t
@@ -888,11 +906,16 @@ mod tests {
     #[tokio::test]
     async fn a_turn_for_a_deleted_conversation_fails_alone() {
         let (_dir, store, guard) = open_with(&["c1"]).await;
-        let (gone, kept) = tokio::join!(
+        // A turn with only the bot's part (a welcome back, say) fails alone too.
+        let mut reply_only = turn("nowhere", "m9", "lost");
+        reply_only.visitor = None;
+        let (gone, gone_reply, kept) = tokio::join!(
             store.store_turn(turn("nowhere", "m0", "lost")),
+            store.store_turn(reply_only),
             store.store_turn(turn("c1", "m1", "kept"))
         );
         assert!(gone.is_err());
+        assert!(gone_reply.is_err());
         assert_eq!(kept.unwrap(), TurnOutcome::Stored);
         let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
         assert_eq!(conv.history.len(), 2);
@@ -962,7 +985,13 @@ mod tests {
         )
         .await;
         assert_eq!(left, 0);
+        let decisions = "SELECT COUNT(*) FROM decisions";
+        let feedback = "SELECT COUNT(*) FROM feedback";
+        assert_eq!(scalar(&store, decisions).await, 1, "c2's decision stays");
+        assert_eq!(scalar(&store, feedback).await, 1, "c2's feedback stays");
         assert_eq!(store.purge_before(now_ms() + 1).await.unwrap(), 1);
+        assert_eq!(scalar(&store, decisions).await, 0);
+        assert_eq!(scalar(&store, feedback).await, 0);
         assert!(store
             .load_conversation("c2".into())
             .await

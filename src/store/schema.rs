@@ -100,6 +100,39 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX conversations_closed ON conversations (closed_at) WHERE closed_at IS NOT NULL;
     CREATE INDEX decisions_created ON decisions (created_at);
     ALTER TABLE decisions ADD COLUMN smalltalk INTEGER NOT NULL DEFAULT 0;",
+    // 4: decisions without an index on their conversation. Every turn wrote a
+    // leaf of that index, a different one for each conversation in a group
+    // commit: about a third of the pages a commit wrote. Its only users were
+    // closing (which now reaches decisions through the conversation's messages)
+    // and the foreign key's cascade, which needs it to find a conversation's
+    // decisions; forget and purge delete them explicitly instead. SQLite cannot
+    // drop a foreign key, so the table is rebuilt (foreign keys are off while
+    // migrating, so dropping the old table does not cascade to feedback).
+    "CREATE TABLE decisions_v4 (
+        answer_id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL,
+        message_seq INTEGER,
+        kind TEXT NOT NULL,
+        source_type TEXT,
+        source_id TEXT,
+        source_json TEXT,
+        quick_replies TEXT NOT NULL DEFAULT '[]',
+        score REAL,
+        escalation_reason TEXT,
+        explanation TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        smalltalk INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO decisions_v4 (answer_id, conversation_id, message_seq, kind, source_type, source_id,
+                              source_json, quick_replies, score, escalation_reason, explanation,
+                              created_at, smalltalk)
+        SELECT answer_id, conversation_id, message_seq, kind, source_type, source_id,
+               source_json, quick_replies, score, escalation_reason, explanation,
+               created_at, smalltalk
+        FROM decisions;
+    DROP TABLE decisions;
+    ALTER TABLE decisions_v4 RENAME TO decisions;
+    CREATE INDEX decisions_created ON decisions (created_at);",
 ];
 
 /// The schema version this build writes.
@@ -111,8 +144,12 @@ pub fn latest() -> i64 {
 /// the version inside a write transaction, so two processes opening the same
 /// new database (a server starting while `frontdesk agent add` runs, say)
 /// apply each migration once.
+/// Foreign keys are off while migrating (a rebuilt table is dropped and
+/// replaced, which must not cascade) and checked before each step commits;
+/// the caller turns them on afterwards.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let latest = latest();
+    conn.pragma_update(None, "foreign_keys", "off")?;
     loop {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -125,8 +162,84 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             return Ok(());
         }
         tx.execute_batch(MIGRATIONS[version as usize])?;
+        let dangling: i64 =
+            tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if dangling > 0 {
+            return Err(StoreError::Schema(format!(
+                "migration {} left {dangling} rows referring to missing rows; nothing was changed",
+                version + 1
+            )));
+        }
         tx.pragma_update(None, "user_version", version + 1)?;
         tx.commit()?;
         tracing::info!(version = version + 1, "database migrated");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by version 3 keeps every row through the rebuild
+    /// of `decisions`, feedback included, and loses only the index.
+    #[test]
+    fn decisions_rebuild_keeps_rows_and_feedback() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (i, step) in MIGRATIONS[..3].iter().enumerate() {
+            conn.execute_batch(step).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c1', 'h', 'bot', 1, 1);
+             INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c1', 'm1', 'visitor', 'hi', 1);
+             INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, explanation, created_at, smalltalk)
+                 VALUES ('a1', 'c1', 1, 'answer', '{\"rule\":\"r\"}', 1, 1);
+             INSERT INTO messages (conversation_id, role, text, created_at, answer_id) VALUES ('c1', 'bot', 'hello', 1, 'a1');
+             INSERT INTO feedback (answer_id, conversation_id, helpful, created_at) VALUES ('a1', 'c1', 1, 2);",
+        )
+        .unwrap();
+        conn.pragma_update(None, "foreign_keys", "on").unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, latest());
+        let row: (String, String, i64, String) = conn
+            .query_row(
+                "SELECT d.conversation_id, d.explanation, d.smalltalk, d.kind FROM decisions d WHERE answer_id = 'a1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            ("c1".into(), r#"{"rule":"r"}"#.into(), 1, "answer".into())
+        );
+        let feedback: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM feedback WHERE answer_id = 'a1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(feedback, 1, "dropping the old table did not cascade");
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'decisions' AND sql IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, vec!["decisions_created".to_string()]);
+        // Feedback still refers to the rebuilt table.
+        conn.pragma_update(None, "foreign_keys", "on").unwrap();
+        let err = conn.execute(
+            "INSERT INTO feedback (answer_id, conversation_id, helpful, created_at) VALUES ('nope', 'c1', 1, 3)",
+            [],
+        );
+        assert!(err.is_err(), "feedback for a missing decision is refused");
     }
 }
