@@ -236,6 +236,10 @@ pub struct StoreConfig {
     /// Conversations untouched for this many days are deleted with their
     /// transcripts (0: kept forever).
     pub retention_days: u32,
+    /// Size of the write-ahead log past which it is started over and its
+    /// file cut back to this size: the disk used beside the database under
+    /// sustained load.
+    pub wal_max_mib: u32,
 }
 
 impl Default for StoreConfig {
@@ -244,6 +248,7 @@ impl Default for StoreConfig {
             synchronous: Synchronous::Full,
             max_batch: 512,
             retention_days: 365,
+            wal_max_mib: 64,
         }
     }
 }
@@ -323,6 +328,9 @@ impl Config {
         }
         if self.store.max_batch == 0 {
             return Err("store.max_batch must be at least 1".into());
+        }
+        if self.store.wal_max_mib == 0 {
+            return Err("store.wal_max_mib must be at least 1".into());
         }
         Ok(())
     }

@@ -13,6 +13,8 @@ pub use handoff::{
 };
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension};
@@ -90,7 +92,7 @@ pub fn now_ms() -> i64 {
 /// be unpredictable, and making one costs no system call.
 pub fn time_ordered_id(prefix: &str) -> String {
     use std::fmt::Write as _;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     use std::sync::OnceLock;
     static START: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -138,6 +140,9 @@ impl Store {
         // Checkpoints run on their own thread (`checkpointer`): run by the
         // writer after a commit, each one held up every commit behind it.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // When the log starts over, its file is cut back to the limit.
+        let wal_max_bytes = i64::from(cfg.wal_max_mib) * 1024 * 1024;
+        conn.pragma_update(None, "journal_size_limit", wal_max_bytes)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
         conn.pragma_update(None, "foreign_keys", "on")?;
@@ -145,9 +150,13 @@ impl Store {
         let checkpoints = Connection::open(&path)?;
         checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let restart = Arc::new(AtomicBool::new(false));
+        let wal_max_pages =
+            wal_max_bytes / conn.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))?;
+        let wanted = restart.clone();
         let checkpoint_thread = std::thread::Builder::new()
             .name("frontdesk-checkpoint".into())
-            .spawn(move || checkpointer(checkpoints, stopped))
+            .spawn(move || checkpointer(checkpoints, stopped, wal_max_pages, &wanted))
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -158,7 +167,7 @@ impl Store {
         let thread = std::thread::Builder::new()
             .name("frontdesk-store".into())
             .spawn(move || {
-                writer(&conn, rx, max_batch);
+                writer(&conn, rx, max_batch, &restart);
                 // Every handle is gone: stop checkpointing beside the writer,
                 // then checkpoint everything so the database file stands alone.
                 drop(stop);
@@ -617,30 +626,38 @@ fn yield_on_wakeup() {
 /// A page rewritten by many commits in between is copied once.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// WAL length (in pages) past which a checkpoint also starts the WAL over.
-/// Copying alone never lets the WAL restart while commits keep coming, so
-/// this one waits for the commit in progress and holds the next one back for
-/// the few pages written since the last copy.
-const WAL_RESTART_PAGES: i64 = 16_384;
-
 /// Copies committed pages from the WAL into the database file on its own
 /// connection, beside the writer: a passive checkpoint takes no lock a commit
-/// needs, so commits never wait for one (except the short restart above).
+/// needs, so commits never wait for one.
+///
+/// Copying alone never lets the WAL start over while commits keep coming:
+/// it restarts only once every frame in it is copied and no commit is under
+/// way, and a checkpoint on another connection that waits for that loses the
+/// race to the writer, which takes the lock again right after each commit
+/// (under sustained load the file grew past a gigabyte). So once the WAL
+/// passes `wal_max_pages`, this thread copies what it can and asks the
+/// writer, which restarts it between two groups ([`restart_wal`]).
 /// Stops when `stop`'s sender is dropped.
-fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+fn checkpointer(
+    conn: Connection,
+    stop: std::sync::mpsc::Receiver<()>,
+    wal_max_pages: i64,
+    restart: &AtomicBool,
+) {
     yield_on_wakeup();
-    let checkpoint = |mode: &str| -> rusqlite::Result<i64> {
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-            r.get::<_, i64>(1)
-        })
+    let checkpoint = || -> rusqlite::Result<i64> {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
     };
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
     {
-        match checkpoint("PASSIVE") {
-            Ok(pages) if pages >= WAL_RESTART_PAGES => {
-                if let Err(e) = checkpoint("RESTART") {
-                    tracing::warn!(error = %e, "WAL restart failed; retrying shortly");
+        match checkpoint() {
+            Ok(pages) if pages >= wal_max_pages => {
+                // Copy what came in during the first pass too, so that the
+                // writer's restart has only its last moments left to copy.
+                if let Err(e) = checkpoint() {
+                    tracing::warn!(error = %e, "checkpoint failed; retrying shortly");
                 }
+                restart.store(true, Ordering::Relaxed);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "checkpoint failed; retrying shortly"),
@@ -648,7 +665,30 @@ fn checkpointer(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
     }
 }
 
-fn writer(conn: &Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+/// Starts the WAL over, on the writer's connection between two groups: the
+/// frames not yet copied are copied (the checkpointer has just copied nearly
+/// all), and the next commit writes from the start of the file, which is cut
+/// back to `journal_size_limit`. Readers still on old frames are waited for
+/// only briefly; if one stays, the restart is tried again after the next group.
+fn restart_wal(conn: &Connection, restart: &AtomicBool) {
+    let started = std::time::Instant::now();
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(20));
+    let result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(0) => tracing::debug!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "WAL started over"
+        ),
+        Ok(_) => {
+            tracing::debug!("a reader holds the WAL; restarting it after the next group");
+            restart.store(true, Ordering::Relaxed);
+        }
+        Err(e) => tracing::warn!(error = %e, "WAL restart failed; retrying later"),
+    }
+}
+
+fn writer(conn: &Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, restart: &AtomicBool) {
     yield_on_wakeup();
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -681,6 +721,9 @@ fn writer(conn: &Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
         }
         for done in completions {
             done(commit.clone());
+        }
+        if restart.swap(false, Ordering::Relaxed) {
+            restart_wal(conn, restart);
         }
     }
 }
@@ -1061,6 +1104,63 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        drop(store);
+        guard.join();
+    }
+
+    /// Under writes that never pause, the WAL still starts over, and its file
+    /// is cut back to the limit (it used to grow for as long as the load lasted).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_sustained_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            synchronous: Synchronous::Normal,
+            wal_max_mib: 1,
+            ..StoreConfig::default()
+        };
+        let (store, guard) = Store::open(dir.path(), &cfg).unwrap();
+        let conversations: Vec<String> = (0..64).map(|i| format!("c{i}")).collect();
+        for id in &conversations {
+            store
+                .create_conversation(id.clone(), "h".into())
+                .await
+                .unwrap();
+        }
+        let wal = dir.path().join("frontdesk.db-wal");
+        let stop = std::time::Instant::now() + CHECKPOINT_EVERY * 3;
+        let writers: Vec<_> = conversations
+            .iter()
+            .map(|id| {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while std::time::Instant::now() < stop {
+                        let mut t = turn(&id, &format!("{id}-m{n}"), &"words ".repeat(50));
+                        t.reply.as_mut().unwrap().explanation = "x".repeat(1000);
+                        store.store_turn(t).await.unwrap();
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        let (mut largest, mut shrank) = (0u64, false);
+        while std::time::Instant::now() < stop {
+            let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            shrank |= len < largest;
+            largest = largest.max(len);
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert!(
+            largest > 1 << 20,
+            "the load filled the WAL past its limit ({largest} bytes)"
+        );
+        assert!(
+            shrank,
+            "the WAL never started over while writes went on (grew to {largest} bytes)"
+        );
         drop(store);
         guard.join();
     }
