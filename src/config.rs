@@ -248,7 +248,7 @@ impl Default for StoreConfig {
             synchronous: Synchronous::Full,
             max_batch: 512,
             retention_days: 365,
-            wal_max_mib: 64,
+            wal_max_mib: 256,
         }
     }
 }
