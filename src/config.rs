@@ -162,7 +162,7 @@ impl Default for EngineConfig {
             clarify_margin: 0.15,
             max_choices: 3,
             fallbacks_before_escalation: 2,
-            candidates: 10,
+            candidates: 8,
             excerpt_chars: 360,
         }
     }
