@@ -673,22 +673,19 @@ fn checkpointer(
 /// Starts the WAL over, on the writer's connection between two groups: the
 /// frames not yet copied are copied (the checkpointer has just copied nearly
 /// all), and the next commit writes from the start of the file, which is cut
-/// back to `journal_size_limit`. Readers still on old frames are waited for
-/// only briefly; if one stays, the restart is tried again after the next group.
-fn restart_wal(conn: &Connection, restart: &AtomicBool) {
+/// back to `journal_size_limit`. A reader still on old frames (a long report)
+/// is waited for 5 ms at most; then the restart is left to the checkpointer's
+/// next request, so a long read costs commits at most 5 ms every
+/// [`CHECKPOINT_EVERY`].
+fn restart_wal(conn: &Connection) {
     let started = std::time::Instant::now();
-    let _ = conn.busy_timeout(std::time::Duration::from_millis(20));
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(5));
     let result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
     let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+    let took_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(0) => tracing::debug!(
-            took_ms = started.elapsed().as_millis() as u64,
-            "WAL started over"
-        ),
-        Ok(_) => {
-            tracing::debug!("a reader holds the WAL; restarting it after the next group");
-            restart.store(true, Ordering::Relaxed);
-        }
+        Ok(0) => tracing::debug!(took_ms, "WAL started over"),
+        Ok(_) => tracing::debug!(took_ms, "a reader holds the WAL; it starts over later"),
         Err(e) => tracing::warn!(error = %e, "WAL restart failed; retrying later"),
     }
 }
@@ -728,7 +725,7 @@ fn writer(conn: &Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, rest
             done(commit.clone());
         }
         if restart.swap(false, Ordering::Relaxed) {
-            restart_wal(conn, restart);
+            restart_wal(conn);
         }
     }
 }
@@ -1113,10 +1110,8 @@ mod tests {
         guard.join();
     }
 
-    /// Under writes that never pause, the WAL still starts over, and its file
-    /// is cut back to the limit (it used to grow for as long as the load lasted).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_wal_starts_over_under_sustained_writes() {
+    /// A store whose WAL starts over past 1 MiB, with 64 conversations.
+    async fn open_with_small_wal() -> (tempfile::TempDir, Store, WriterGuard, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = StoreConfig {
             synchronous: Synchronous::Normal,
@@ -1131,8 +1126,20 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let wal = dir.path().join("frontdesk.db-wal");
-        let stop = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        (dir, store, guard, conversations)
+    }
+
+    /// Stores turns in every conversation without pause for `seconds`, every
+    /// one of which must succeed, watching the WAL file: returns the largest
+    /// size seen and whether it ever shrank.
+    async fn sustained_writes(
+        store: &Store,
+        conversations: &[String],
+        wal: &Path,
+        seconds: u64,
+        round: usize,
+    ) -> (u64, bool) {
+        let stop = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
         let writers: Vec<_> = conversations
             .iter()
             .map(|id| {
@@ -1140,7 +1147,8 @@ mod tests {
                 tokio::spawn(async move {
                     let mut n = 0;
                     while std::time::Instant::now() < stop {
-                        let mut t = turn(&id, &format!("{id}-m{n}"), &"words ".repeat(50));
+                        let message = format!("{id}-{round}-m{n}");
+                        let mut t = turn(&id, &message, &"words ".repeat(50));
                         t.reply.as_mut().unwrap().explanation = "x".repeat(1000);
                         store.store_turn(t).await.unwrap();
                         n += 1;
@@ -1150,7 +1158,7 @@ mod tests {
             .collect();
         let (mut largest, mut shrank) = (0u64, false);
         while std::time::Instant::now() < stop {
-            let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            let len = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
             shrank |= len < largest;
             largest = largest.max(len);
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -1158,6 +1166,16 @@ mod tests {
         for w in writers {
             w.await.unwrap();
         }
+        (largest, shrank)
+    }
+
+    /// Under writes that never pause, the WAL still starts over, and its file
+    /// is cut back to the limit (it used to grow for as long as the load lasted).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_sustained_writes() {
+        let (dir, store, guard, conversations) = open_with_small_wal().await;
+        let wal = dir.path().join("frontdesk.db-wal");
+        let (largest, shrank) = sustained_writes(&store, &conversations, &wal, 2, 0).await;
         assert!(
             largest > 1 << 20,
             "the load filled the WAL past its limit ({largest} bytes)"
@@ -1165,6 +1183,37 @@ mod tests {
         assert!(
             shrank,
             "the WAL never started over while writes went on (grew to {largest} bytes)"
+        );
+        drop(store);
+        guard.join();
+    }
+
+    /// A reader on an old snapshot (a long report) keeps the WAL from starting
+    /// over; commits go on meanwhile, and once it is done the WAL starts over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_read_defers_the_wal_restart_without_failing_writes() {
+        let (dir, store, guard, conversations) = open_with_small_wal().await;
+        let wal = dir.path().join("frontdesk.db-wal");
+        let report = Connection::open(dir.path().join("frontdesk.db")).unwrap();
+        // The report's snapshot is taken while turns are being written, so it
+        // reads frames from the WAL; every turn must still be stored.
+        let begin_report = async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            report.execute_batch("BEGIN").unwrap();
+            report
+                .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        let (_, seen) = tokio::join!(
+            sustained_writes(&store, &conversations, &wal, 2, 0),
+            begin_report
+        );
+        assert!(seen > 0);
+        report.execute_batch("COMMIT").unwrap();
+        let (largest, shrank) = sustained_writes(&store, &conversations, &wal, 2, 1).await;
+        assert!(
+            shrank,
+            "the WAL never started over after the reader finished (grew to {largest} bytes)"
         );
         drop(store);
         guard.join();
