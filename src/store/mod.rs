@@ -318,13 +318,6 @@ impl Store {
     /// decisions, feedback). Returns whether it existed.
     pub async fn forget(&self, conversation_id: String) -> Result<bool, StoreError> {
         self.run(move |c| {
-            // Decisions are found through the conversation's messages (they
-            // have no index of their own by conversation); the rest cascades.
-            c.execute(
-                "DELETE FROM decisions WHERE answer_id IN
-                    (SELECT answer_id FROM messages WHERE conversation_id = ?1 AND answer_id IS NOT NULL)",
-                [&conversation_id],
-            )?;
             Ok(c.execute(
                 "DELETE FROM conversations WHERE id = ?1",
                 [&conversation_id],
@@ -338,12 +331,6 @@ impl Store {
     /// many conversations.
     pub async fn purge_before(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.run(move |c| {
-            c.execute(
-                "DELETE FROM decisions WHERE answer_id IN
-                    (SELECT m.answer_id FROM conversations c JOIN messages m ON m.conversation_id = c.id
-                     WHERE c.updated_at < ?1 AND m.answer_id IS NOT NULL)",
-                [before_ms],
-            )?;
             let n = c.execute(
                 "DELETE FROM conversations WHERE updated_at < ?1",
                 [before_ms],

@@ -105,9 +105,11 @@ const MIGRATIONS: &[&str] = &[
     // commit: about a third of the pages a commit wrote. Its only users were
     // closing (which now reaches decisions through the conversation's messages)
     // and the foreign key's cascade, which needs it to find a conversation's
-    // decisions; forget and purge delete them explicitly instead. SQLite cannot
-    // drop a foreign key, so the table is rebuilt (foreign keys are off while
-    // migrating, so dropping the old table does not cascade to feedback).
+    // decisions; a trigger takes the cascade's place, finding them through the
+    // messages, so every way of deleting a conversation still deletes them.
+    // SQLite cannot drop a foreign key, so the table is rebuilt (foreign keys
+    // are off while migrating, so dropping the old table does not cascade to
+    // feedback).
     "CREATE TABLE decisions_v4 (
         answer_id TEXT PRIMARY KEY,
         conversation_id TEXT NOT NULL,
@@ -132,7 +134,11 @@ const MIGRATIONS: &[&str] = &[
         FROM decisions;
     DROP TABLE decisions;
     ALTER TABLE decisions_v4 RENAME TO decisions;
-    CREATE INDEX decisions_created ON decisions (created_at);",
+    CREATE INDEX decisions_created ON decisions (created_at);
+    CREATE TRIGGER conversations_delete_decisions BEFORE DELETE ON conversations BEGIN
+        DELETE FROM decisions WHERE answer_id IN
+            (SELECT answer_id FROM messages WHERE conversation_id = OLD.id AND answer_id IS NOT NULL);
+    END;",
 ];
 
 /// The schema version this build writes.
@@ -144,6 +150,7 @@ pub fn latest() -> i64 {
 /// the version inside a write transaction, so two processes opening the same
 /// new database (a server starting while `frontdesk agent add` runs, say)
 /// apply each migration once.
+///
 /// Foreign keys are off while migrating (a rebuilt table is dropped and
 /// replaced, which must not cascade) and checked before each step commits;
 /// the caller turns them on afterwards.
@@ -241,5 +248,16 @@ mod tests {
             [],
         );
         assert!(err.is_err(), "feedback for a missing decision is refused");
+        // Deleting the conversation still deletes its decisions and their feedback.
+        conn.execute("DELETE FROM conversations WHERE id = 'c1'", [])
+            .unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM decisions) + (SELECT COUNT(*) FROM feedback)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
     }
 }
