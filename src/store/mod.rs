@@ -110,6 +110,10 @@ pub fn time_ordered_id(prefix: &str) -> String {
     id
 }
 
+/// How long a connection waits for a lock another holds: another process (the
+/// CLI beside a server) may hold one for a moment.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Store {
     /// Opens (creating if needed) `data_dir/frontdesk.db`, migrates it, and
     /// starts the writer thread.
@@ -120,8 +124,7 @@ impl Store {
         })?;
         let path = data_dir.join("frontdesk.db");
         let mut conn = Connection::open(&path)?;
-        // Another process (the CLI beside a server) may hold a lock for a moment.
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "wal")?;
         conn.pragma_update(
             None,
@@ -143,12 +146,11 @@ impl Store {
         // When the log starts over, its file is cut back to the limit.
         let wal_max_bytes = i64::from(cfg.wal_max_mib) * 1024 * 1024;
         conn.pragma_update(None, "journal_size_limit", wal_max_bytes)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
         conn.pragma_update(None, "foreign_keys", "on")?;
 
         let checkpoints = Connection::open(&path)?;
-        checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
+        checkpoints.busy_timeout(BUSY_TIMEOUT)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let restart = Arc::new(AtomicBool::new(false));
         let wal_max_pages =
@@ -480,7 +482,7 @@ impl Reader {
             &path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version < schema::latest() {
             return Err(StoreError::Schema(format!(
@@ -668,7 +670,7 @@ fn restart_wal(conn: &Connection) {
     let started = std::time::Instant::now();
     let _ = conn.busy_timeout(std::time::Duration::from_millis(5));
     let result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
-    let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+    let _ = conn.busy_timeout(BUSY_TIMEOUT);
     let took_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(0) => tracing::debug!(took_ms, "WAL started over"),
