@@ -409,13 +409,15 @@ impl KnowledgeBase {
         for (term, &id) in &vocab {
             names[id as usize] = term.clone();
         }
+        // In id order, so each list is sorted and a correction's ties go the
+        // same way every time the content loads.
         let mut deletions: HashMap<String, Vec<u32>> = HashMap::new();
-        for (term, &id) in &vocab {
+        for (id, term) in names.iter().enumerate() {
             if term.chars().count() < 4 || term.chars().any(|c| c.is_ascii_digit()) {
                 continue;
             }
             for variant in deletion_variants(term) {
-                deletions.entry(variant).or_default().push(id);
+                deletions.entry(variant).or_default().push(id as u32);
             }
         }
 
@@ -504,7 +506,11 @@ impl KnowledgeBase {
                 if !one_edit_apart(&chars, &self.names[id as usize]) {
                     continue;
                 }
-                if best.is_none_or(|b| self.df[id as usize] > self.df[b as usize]) {
+                // The most common; between equally common ones, the first in
+                // the content (lowest id), so the choice never depends on the
+                // order the lookups happen in.
+                let rank = |id: u32| (self.df[id as usize], std::cmp::Reverse(id));
+                if best.is_none_or(|b| rank(id) > rank(b)) {
                     best = Some(id);
                 }
             }
@@ -812,6 +818,33 @@ mod tests {
         let off_topic = kb.search("how many days until the football world cup final", 10);
         let off = off_topic.hits.first().map_or(0.0, |h| h.confidence);
         assert!(off < on_topic / 2.0, "{off} vs {on_topic}");
+    }
+
+    #[test]
+    fn a_tied_correction_goes_the_same_way_every_load() {
+        // "rice" is one letter from "dice" and from "nice", each in one
+        // article: the first in the content wins, however the maps hash.
+        for _ in 0..20 {
+            let kb = KnowledgeBase::build(
+                Path::new("kb"),
+                vec![
+                    article(
+                        "dice.md",
+                        "Roll the dice",
+                        &["throw dice for me"],
+                        "Rolled.",
+                    ),
+                    article("bye.md", "Goodbye", &["have a nice day"], "Bye."),
+                ],
+                &Synonyms::new([]),
+            )
+            .unwrap();
+            let s = kb.search("rice", 10);
+            assert_eq!(
+                s.corrections,
+                vec![("rice".to_string(), "dice".to_string())]
+            );
+        }
     }
 
     #[test]
