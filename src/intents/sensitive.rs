@@ -4,7 +4,7 @@
 //! is stored or logged.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex::Regex;
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use crate::text::is_whole_word;
 
@@ -30,6 +30,12 @@ pub struct Sensitive {
     terms: Option<AhoCorasick>,
     /// Rule index of each term in `terms`.
     term_rule: Vec<usize>,
+    /// Every rule's patterns in one automaton, so a text with nothing
+    /// sensitive in it (nearly every message) is read once, not once a
+    /// pattern; `None` when the set would be too large to build.
+    patterns: Option<RegexSet>,
+    /// (rule, pattern) of each member of `patterns`.
+    pattern_owner: Vec<(usize, usize)>,
 }
 
 /// What a scan found: the rules hit (in rule order, once each) and the text
@@ -63,11 +69,28 @@ impl Sensitive {
                 .build(&terms)
                 .expect("sensitive terms within automaton size limits")
         });
+        let pattern_owner: Vec<(usize, usize)> = compiled
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| (0..r.patterns.len()).map(move |j| (i, j)))
+            .collect();
+        // Case-insensitive, so the set finds at least what each pattern
+        // finds however it was built; the pattern itself then decides.
+        let patterns = RegexSetBuilder::new(
+            compiled
+                .iter()
+                .flat_map(|r| r.patterns.iter().map(Regex::as_str)),
+        )
+        .case_insensitive(true)
+        .build()
+        .ok();
         Sensitive {
             rules: compiled,
             response,
             terms: automaton,
             term_rule,
+            patterns,
+            pattern_owner,
         }
     }
 
@@ -84,15 +107,29 @@ impl Sensitive {
             }
         }
         let mut spans: Vec<(usize, usize)> = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            for re in &rule.patterns {
-                for m in re.find_iter(text) {
-                    if rule.luhn && !luhn_valid(m.as_str()) {
-                        continue;
-                    }
-                    hit[i] = true;
-                    if rule.redact {
-                        spans.push((m.start(), m.end()));
+        let mut check = |i: usize, re: &Regex| {
+            let rule = &self.rules[i];
+            for m in re.find_iter(text) {
+                if rule.luhn && !luhn_valid(m.as_str()) {
+                    continue;
+                }
+                hit[i] = true;
+                if rule.redact {
+                    spans.push((m.start(), m.end()));
+                }
+            }
+        };
+        match &self.patterns {
+            Some(set) => {
+                for k in set.matches(text).iter() {
+                    let (i, j) = self.pattern_owner[k];
+                    check(i, &self.rules[i].patterns[j]);
+                }
+            }
+            None => {
+                for (i, rule) in self.rules.iter().enumerate() {
+                    for re in &rule.patterns {
+                        check(i, re);
                     }
                 }
             }
@@ -209,5 +246,47 @@ mod tests {
         assert_eq!(s.scan("I will SUE YOU").rules, vec![0]);
         assert_eq!(s.scan("my Lawyer said").rules, vec![0]);
         assert!(s.scan("lawyers-ish? no: sue your").rules.is_empty());
+    }
+
+    #[test]
+    fn only_the_patterns_the_set_finds_are_run_and_each_keeps_its_own_case_rule() {
+        let s = Sensitive::new(
+            vec![
+                (
+                    SensitiveRule {
+                        id: "upper".into(),
+                        patterns: vec![Regex::new(r"ACCT-\d{4}").unwrap()],
+                        luhn: false,
+                        redact: true,
+                        response: None,
+                    },
+                    vec![],
+                ),
+                (
+                    SensitiveRule {
+                        id: "two".into(),
+                        patterns: vec![
+                            Regex::new(r"pin \d{4}").unwrap(),
+                            Regex::new(r"(?i)password: \S+").unwrap(),
+                        ],
+                        luhn: false,
+                        redact: true,
+                        response: None,
+                    },
+                    vec![],
+                ),
+            ],
+            None,
+        );
+        assert!(s.patterns.is_some());
+        // The set is case-insensitive; the case-sensitive pattern still decides.
+        let scan = s.scan("acct-1234 is mine");
+        assert!(scan.rules.is_empty());
+        assert_eq!(scan.redacted, "acct-1234 is mine");
+        let scan = s.scan("ACCT-1234, Password: hunter2 and pin 9999");
+        assert_eq!(scan.rules, vec![0, 1]);
+        assert_eq!(scan.redacted, "[redacted], [redacted] and [redacted]");
+        let scan = s.scan("nothing here");
+        assert!(scan.rules.is_empty());
     }
 }
