@@ -279,7 +279,7 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
 
     // 4. The knowledge base.
     let kb = &content.kb;
-    let search = kb.search(&clean, cfg.candidates);
+    let search = kb.search_prepared(&clean, cfg.candidates);
     expl.terms = search.terms.clone();
     expl.corrections = search.corrections.clone();
     expl.unknown_terms = search.unknown.clone();

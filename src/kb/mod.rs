@@ -457,15 +457,15 @@ impl KnowledgeBase {
         self.by_id.get(id).copied()
     }
 
-    /// Analyses visitor text into known terms, correcting misspellings: the
-    /// term ids with the share of their weight they contribute (less than 1
-    /// for a correction), sorted by id.
-    fn query_terms(&self, text: &str) -> (Vec<(u32, f32)>, Search) {
+    /// Analyses visitor text (already [`text::tidy`] and with synonyms
+    /// applied) into known terms, correcting misspellings: the term ids with
+    /// the share of their weight they contribute (less than 1 for a
+    /// correction), sorted by id.
+    fn query_terms(&self, prepared: &str) -> (Vec<(u32, f32)>, Search) {
         let mut analyzer = self.analyzer.clone();
-        let text = self.synonyms.apply(&text::tidy(text));
         let mut search = Search::default();
         let mut ids: Vec<(u32, f32)> = Vec::new();
-        for t in text::terms(&mut analyzer, &text) {
+        for t in text::terms(&mut analyzer, prepared) {
             if let Some(&id) = self.vocab.get(&t) {
                 ids.push((id, 1.0));
                 search.terms.push(t);
@@ -528,7 +528,14 @@ impl KnowledgeBase {
 
     /// Searches for the articles that best answer `text`, best first.
     pub fn search(&self, text: &str, candidates: usize) -> Search {
-        let (ids, mut search) = self.query_terms(text);
+        self.search_prepared(&self.synonyms.apply(&text::tidy(text)), candidates)
+    }
+
+    /// [`KnowledgeBase::search`] for a text already [`text::tidy`] and with
+    /// this knowledge base's synonyms applied (as the engine has it): the
+    /// articles were analysed the same way, once.
+    pub fn search_prepared(&self, prepared: &str, candidates: usize) -> Search {
+        let (ids, mut search) = self.query_terms(prepared);
         if ids.is_empty() {
             return search;
         }
