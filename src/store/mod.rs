@@ -624,11 +624,17 @@ fn yield_on_wakeup() {
 /// How often committed pages are copied from the WAL into the database file.
 /// A page rewritten by many commits in between is copied once, so a longer
 /// interval copies less; but each checkpoint ends by syncing the database
-/// file, and the commits' own WAL syncs queue behind that on the same disk.
-/// Once a second, at 4,200 messages a second, those syncs set the p99 at
-/// 31-44 ms; ten times a second, at 12-22 ms, for about 4 µs more of the
-/// checkpointer's CPU per message (docs/benchmarks.md).
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// file, and the commits' own WAL syncs queue behind that on the same disk, so
+/// the more a checkpoint has to sync, the longer the commits behind it wait.
+/// At 4,200 messages a second, a checkpoint every 100 ms took up to 22 ms and
+/// a commit up to 12 ms (p99 of replies 11-16 ms); every 20 ms, each one
+/// copies a fifth as much and replies' p99 was 6-7 ms, for about 5 µs more of
+/// the checkpointer's CPU per message (docs/benchmarks.md).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How long the checkpointer waits before asking the writer again for a WAL
+/// restart that a reader held off.
+const RESTART_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Copies committed pages from the WAL into the database file on its own
 /// connection, beside the writer: a passive checkpoint takes no lock a commit
@@ -652,6 +658,7 @@ fn checkpointer(
     let checkpoint = || -> rusqlite::Result<i64> {
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
     };
+    let mut asked: Option<std::time::Instant> = None;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
     {
         match checkpoint() {
@@ -661,7 +668,12 @@ fn checkpointer(
                 if let Err(e) = checkpoint() {
                     tracing::warn!(error = %e, "checkpoint failed; retrying shortly");
                 }
-                restart.store(true, Ordering::Relaxed);
+                // A restart a reader held off is asked for again after
+                // RESTART_RETRY, not at every checkpoint.
+                if asked.is_none_or(|t| t.elapsed() >= RESTART_RETRY) {
+                    restart.store(true, Ordering::Relaxed);
+                    asked = Some(std::time::Instant::now());
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "checkpoint failed; retrying shortly"),
@@ -675,7 +687,7 @@ fn checkpointer(
 /// back to `journal_size_limit`. A reader still on old frames (a long report)
 /// is waited for 5 ms at most; then the restart is left to the checkpointer's
 /// next request, so a long read costs commits at most 5 ms every
-/// [`CHECKPOINT_EVERY`].
+/// [`RESTART_RETRY`].
 fn restart_wal(conn: &Connection) {
     let started = std::time::Instant::now();
     let _ = conn.busy_timeout(std::time::Duration::from_millis(5));
