@@ -54,7 +54,10 @@ pub fn normalize(text: &str) -> String {
 }
 
 /// Straighten typographic quotes and collapse whitespace, keeping case, so
-/// captures (an order number, say) come out as the visitor typed them.
+/// captures (an order number, say) come out as the visitor typed them. The
+/// two non-ASCII letters that case-insensitive patterns take for ASCII ones,
+/// the Kelvin sign (K) and the long s, become those letters, so the intents'
+/// ASCII prefilter finds every text their patterns match.
 pub fn tidy(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = true;
@@ -62,6 +65,8 @@ pub fn tidy(text: &str) -> String {
         let ch = match ch {
             '\u{2018}' | '\u{2019}' | '\u{02BC}' => '\'',
             '\u{201C}' | '\u{201D}' => '"',
+            '\u{212A}' => 'K',
+            '\u{017F}' => 's',
             c if c.is_whitespace() => ' ',
             c => c,
         };
@@ -233,6 +238,7 @@ mod tests {
         assert_eq!(normalize("  Where’s   MY\tOrder? "), "where's my order?");
         assert_eq!(normalize("ÜBER Straße"), "über straße");
         assert_eq!(tidy(" Order  FD-1 "), "Order FD-1");
+        assert_eq!(tidy("\u{17F}ix \u{212A}g"), "six Kg");
     }
 
     #[test]

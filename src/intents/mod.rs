@@ -732,6 +732,37 @@ terms = ["lawyer"]
     }
 
     #[test]
+    fn the_prefilter_finds_what_unicode_patterns_match_in_tidy_text() {
+        // \p{L} makes these Unicode patterns, where k and s also match the
+        // Kelvin sign and the long s; their ASCII prefixes still find them,
+        // because tidy text has those letters as k and s.
+        let i = Intents::compile(
+            r#"
+[[intent]]
+id = "parcel"
+patterns = ["where(?:'s| is) my parcel\\b\\P{L}*$"]
+response = "p"
+[[intent]]
+id = "track"
+patterns = ["track(?:ing)? code\\P{L}*$"]
+response = "t"
+"#,
+            Path::new("i.toml"),
+        )
+        .unwrap();
+        let id = |t: &str| {
+            let found = i.find(&crate::text::tidy(t));
+            found.first().map(|m| i.intents[m.intent].id.clone())
+        };
+        assert_eq!(id("where\u{2019}s my parcel").as_deref(), Some("parcel"));
+        assert_eq!(id("WHERE IS MY PARCEL?").as_deref(), Some("parcel"));
+        assert_eq!(id("where'\u{17F} my parcel").as_deref(), Some("parcel"));
+        assert_eq!(id("my trac\u{212A}ing code").as_deref(), Some("track"));
+        assert_eq!(id("where was my parcel"), None);
+        assert_eq!(i.unfiltered_patterns().count(), 0);
+    }
+
+    #[test]
     fn slots_fill_from_their_pattern() {
         let i = intents();
         let slot = &i.get("order_status").unwrap().slots[0];
