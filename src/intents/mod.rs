@@ -172,9 +172,11 @@ pub struct Intents {
     /// Literal prefixes -> the global patterns they stand for.
     prefixes: Option<AhoCorasick>,
     prefix_patterns: Vec<Vec<usize>>,
-    /// Patterns without a literal prefix set, checked on every message.
-    unfiltered: regex::RegexSet,
-    unfiltered_patterns: Vec<usize>,
+    /// Patterns without a literal prefix set, checked on every message, in
+    /// two sets with the global pattern each member stands for: those
+    /// anchored at the start of the text, whose search ends as soon as no
+    /// pattern can match from there, and the rest.
+    unfiltered: [(regex::RegexSet, Vec<usize>); 2],
     keywords: Option<AhoCorasick>,
     keyword_owner: Vec<usize>,
     /// Index in `intents` by id (looked up on every answer an intent gives).
@@ -208,8 +210,9 @@ impl Intents {
         let mut prefix_index: HashMap<String, usize> = HashMap::new();
         let mut prefix_literals: Vec<String> = Vec::new();
         let mut prefix_patterns: Vec<Vec<usize>> = Vec::new();
-        let mut unfiltered_src = Vec::new();
-        let mut unfiltered_patterns = Vec::new();
+        // [anchored at the start, anywhere]: sources and global patterns.
+        let mut unfiltered_src: [Vec<String>; 2] = Default::default();
+        let mut unfiltered_patterns: [Vec<usize>; 2] = Default::default();
         let mut keywords = Vec::new();
         let mut keyword_owner = Vec::new();
 
@@ -282,8 +285,9 @@ impl Intents {
                         }
                     }
                     None => {
-                        unfiltered_src.push(src.clone());
-                        unfiltered_patterns.push(global);
+                        let group = usize::from(!starts_anchored(src));
+                        unfiltered_src[group].push(src.clone());
+                        unfiltered_patterns[group].push(global);
                     }
                 }
                 patterns.push(pattern);
@@ -414,10 +418,17 @@ impl Intents {
             ));
         }
 
-        let unfiltered = regex::RegexSetBuilder::new(&unfiltered_src)
-            .case_insensitive(true)
-            .build()
-            .map_err(|e| ContentError::new(path, None, format!("pattern set: {e}")))?;
+        let set = |src: &[String]| {
+            regex::RegexSetBuilder::new(src)
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| ContentError::new(path, None, format!("pattern set: {e}")))
+        };
+        let [anchored, anywhere] = unfiltered_patterns;
+        let unfiltered = [
+            (set(&unfiltered_src[0])?, anchored),
+            (set(&unfiltered_src[1])?, anywhere),
+        ];
         let prefixes = (!prefix_literals.is_empty()).then(|| {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
@@ -450,7 +461,6 @@ impl Intents {
             prefixes,
             prefix_patterns,
             unfiltered,
-            unfiltered_patterns,
             keywords: keyword_automaton,
             keyword_owner,
         })
@@ -458,7 +468,7 @@ impl Intents {
 
     /// Patterns that have no literal prefix and so run on every message.
     pub fn unfiltered_patterns(&self) -> impl Iterator<Item = (&Intent, &str)> {
-        self.unfiltered_patterns.iter().map(|&g| {
+        self.unfiltered.iter().flat_map(|(_, g)| g).map(|&g| {
             let (i, p) = self.pattern_owner[g];
             (&self.intents[i], self.intents[i].patterns[p].source())
         })
@@ -485,9 +495,8 @@ impl Intents {
         };
         let mut candidates: Vec<usize> = self
             .unfiltered
-            .matches(text)
-            .into_iter()
-            .map(|i| self.unfiltered_patterns[i])
+            .iter()
+            .flat_map(|(set, globals)| set.matches(text).into_iter().map(|i| globals[i]))
             .collect();
         if let Some(ac) = &self.prefixes {
             for m in ac.find_overlapping_iter(text) {
@@ -571,6 +580,18 @@ fn literal_prefixes(src: &str) -> Option<Vec<String>> {
     out.sort();
     out.dedup();
     Some(out)
+}
+
+/// Whether every match of `src` starts at the start of the text (`^...`).
+fn starts_anchored(src: &str) -> bool {
+    regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(src)
+        .is_ok_and(|hir| {
+            hir.properties()
+                .look_set_prefix()
+                .contains(regex_syntax::hir::Look::Start)
+        })
 }
 
 /// ASCII-only patterns compile in the fast byte-oriented ASCII mode; others, and
@@ -706,10 +727,15 @@ terms = ["lawyer"]
     fn unfiltered_and_prefiltered_patterns_both_match() {
         let i = Intents::compile(
             "[[intent]]\nid = \"a\"\npatterns = ['.*refund']\nresponse = \"r\"\n\
-             [[intent]]\nid = \"b\"\npatterns = ['TRACK(?:ing)? (?:number|code)']\nresponse = \"t\"\n",
+             [[intent]]\nid = \"b\"\npatterns = ['TRACK(?:ing)? (?:number|code)']\nresponse = \"t\"\n\
+             [[intent]]\nid = \"c\"\npatterns = ['^\\w+ me$', '^\\w+!+$']\nresponse = \"c\"\n",
             Path::new("i.toml"),
         )
         .unwrap();
+        // Two patterns anchored at the start and one not run on every message.
+        assert_eq!(i.unfiltered[0].1.len(), 2);
+        assert_eq!(i.unfiltered[1].1.len(), 1);
+        assert_eq!(i.unfiltered_patterns().count(), 3);
         let ids = |t: &str| -> Vec<String> {
             let mut ids: Vec<String> = i
                 .find(t)
@@ -722,6 +748,10 @@ terms = ["lawyer"]
         assert_eq!(ids("my Refund please"), ["a"]);
         assert_eq!(ids("what's my tracking code, and my refund"), ["a", "b"]);
         assert!(ids("tracks").is_empty());
+        assert_eq!(ids("Help me"), ["c"]);
+        assert_eq!(ids("no!"), ["c"]);
+        assert!(ids("please help me").is_empty());
+        assert!(ids("I said no").is_empty());
     }
 
     #[test]
