@@ -273,8 +273,8 @@ impl Intents {
                 }
                 let global = pattern_owner.len();
                 pattern_owner.push((idx, pi));
-                match literal_prefixes(src) {
-                    Some(literals) => {
+                match how_checked(src) {
+                    Check::Prefixes(literals) => {
                         for lit in literals {
                             let slot = *prefix_index.entry(lit.clone()).or_insert_with(|| {
                                 prefix_literals.push(lit);
@@ -284,8 +284,8 @@ impl Intents {
                             prefix_patterns[slot].push(global);
                         }
                     }
-                    None => {
-                        let group = usize::from(!starts_anchored(src));
+                    check => {
+                        let group = usize::from(check == Check::Anywhere);
                         unfiltered_src[group].push(src.clone());
                         unfiltered_patterns[group].push(global);
                     }
@@ -546,14 +546,43 @@ fn rank(m: &IntentMatch) -> (bool, usize) {
     (matches!(m.by, MatchedBy::Pattern(_)), m.len)
 }
 
-/// The literals every match of `src` must start with, lowercased, if there is
+/// How a pattern is found in a message.
+#[derive(Debug, PartialEq)]
+enum Check {
+    /// Through the prefilter: every match starts with one of these literals.
+    Prefixes(Vec<String>),
+    /// On every message, in the set of patterns anchored at its start.
+    Anchored,
+    /// On every message, in the set of patterns that match anywhere.
+    Anywhere,
+}
+
+/// Reads `src` once to tell how it is checked: through its literal prefixes
+/// when it has them, otherwise by whether it is anchored at the start.
+fn how_checked(src: &str) -> Check {
+    let Ok(hir) = regex_syntax::ParserBuilder::new().build().parse(src) else {
+        return Check::Anywhere;
+    };
+    if let Some(literals) = literal_prefixes(&hir) {
+        Check::Prefixes(literals)
+    } else if hir
+        .properties()
+        .look_set_prefix()
+        .contains(regex_syntax::hir::Look::Start)
+    {
+        Check::Anchored
+    } else {
+        Check::Anywhere
+    }
+}
+
+/// The literals every match of `hir` must start with, lowercased, if there is
 /// a small finite set of them that the ASCII case-insensitive prefilter can
 /// find; `None` when the pattern must be checked on every message.
-fn literal_prefixes(src: &str) -> Option<Vec<String>> {
+fn literal_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     const MAX_LITERALS: usize = 64;
-    let hir = regex_syntax::ParserBuilder::new().build().parse(src).ok()?;
-    let mut seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let mut seq = Extractor::new().kind(ExtractKind::Prefix).extract(hir);
     // Many alternatives ("are you a bot|robot|human|...") share short
     // prefixes; shorter literals are still a valid (if looser) filter.
     for keep in [12, 8, 6, 4, 3] {
@@ -580,18 +609,6 @@ fn literal_prefixes(src: &str) -> Option<Vec<String>> {
     out.sort();
     out.dedup();
     Some(out)
-}
-
-/// Whether every match of `src` starts at the start of the text (`^...`).
-fn starts_anchored(src: &str) -> bool {
-    regex_syntax::ParserBuilder::new()
-        .build()
-        .parse(src)
-        .is_ok_and(|hir| {
-            hir.properties()
-                .look_set_prefix()
-                .contains(regex_syntax::hir::Look::Start)
-        })
 }
 
 /// ASCII-only patterns compile in the fast byte-oriented ASCII mode; others, and
@@ -697,10 +714,18 @@ terms = ["lawyer"]
         assert!(i.find("orderstatus").is_empty());
     }
 
+    /// The prefixes `src` is prefiltered by, if any.
+    fn prefilter_literals(src: &str) -> Option<Vec<String>> {
+        match how_checked(src) {
+            Check::Prefixes(literals) => Some(literals),
+            Check::Anchored | Check::Anywhere => None,
+        }
+    }
+
     #[test]
     fn prefixes_are_found_for_literal_patterns_only() {
         assert_eq!(
-            literal_prefixes(r"\bwhere(?:'s| is) my (?:order|parcel)"),
+            prefilter_literals(r"\bwhere(?:'s| is) my (?:order|parcel)"),
             Some(vec![
                 "where is my order".to_string(),
                 "where is my parcel".to_string(),
@@ -708,12 +733,12 @@ terms = ["lawyer"]
                 "where's my parcel".to_string(),
             ])
         );
-        assert_eq!(literal_prefixes("^Hi"), Some(vec!["hi".to_string()]));
-        assert_eq!(literal_prefixes(".*refund"), None);
-        assert_eq!(literal_prefixes(r"\w+ please"), None);
-        assert_eq!(literal_prefixes("grüß gott"), None);
+        assert_eq!(prefilter_literals("^Hi"), Some(vec!["hi".to_string()]));
+        assert_eq!(prefilter_literals(".*refund"), None);
+        assert_eq!(prefilter_literals(r"\w+ please"), None);
+        assert_eq!(prefilter_literals("grüß gott"), None);
         // Too many alternatives: shortened to their shared starts.
-        let many = literal_prefixes(
+        let many = prefilter_literals(
             r"\bare you (?:a |an )?(?:real |actual |live )?(?:bot|robot|human|person|machine|ai|chatbot|computer|program|gpt)\b",
         )
         .unwrap();
