@@ -117,6 +117,17 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The writer connection's page cache, in KiB.
 const WRITER_CACHE_KIB: i64 = 8_192;
 
+/// The page size of a new database, in bytes. Most turns write one page that
+/// no other turn in their group commit shares (the tail of their
+/// conversation's index leaf), and each page a commit writes costs two
+/// `pwrite` calls, a checksum and a frame in the log whatever its size, then
+/// a copy by the checkpointer: larger pages cut the frames for the appended
+/// rows and the depth of the B-trees. At 1,000 visitors, 16 KiB stored about
+/// a sixth more messages a second than SQLite's default of 4 KiB, and 1 and
+/// 2 KiB fewer; 32 and 64 KiB did no better than 16 and wrote more bytes.
+/// A database keeps the page size it was created with.
+const PAGE_SIZE: i64 = 16_384;
+
 impl Store {
     /// Opens (creating if needed) `data_dir/frontdesk.db`, migrates it, and
     /// starts the writer thread.
@@ -128,6 +139,8 @@ impl Store {
         let path = data_dir.join("frontdesk.db");
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Takes effect only while the database is empty, so it goes first.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.pragma_update(None, "journal_mode", "wal")?;
         conn.pragma_update(
             None,
@@ -937,6 +950,43 @@ mod tests {
         let texts: Vec<&str> = conv.history.iter().map(|h| h.text.as_str()).collect();
         assert_eq!(texts, ["hello", "re: hello"]);
         assert_eq!(conv.history[1].kind, Some(Kind::Answer));
+        drop(store);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn a_new_database_gets_large_pages_and_an_old_one_keeps_its_own() {
+        let page_size = |db: &Path| {
+            Connection::open(db)
+                .unwrap()
+                .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        let (dir, store, guard) = open_with(&["c1"]).await;
+        store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
+        drop(store);
+        guard.join();
+        assert_eq!(page_size(&dir.path().join("frontdesk.db")), PAGE_SIZE);
+
+        // A database made with SQLite's default pages, as earlier releases did.
+        let old = tempfile::tempdir().unwrap();
+        let db = old.path().join("frontdesk.db");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = wal; CREATE TABLE t (x); DROP TABLE t;")
+            .unwrap();
+        let (store, guard) = Store::open(old.path(), &StoreConfig::default()).unwrap();
+        store
+            .create_conversation("c1".into(), "h".into())
+            .await
+            .unwrap();
+        store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
+        drop(store);
+        guard.join();
+        assert_eq!(page_size(&db), 4096);
+        let (store, guard) = Store::open(old.path(), &StoreConfig::default()).unwrap();
+        let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
+        assert_eq!(conv.history.len(), 2);
         drop(store);
         guard.join();
     }
