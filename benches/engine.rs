@@ -79,7 +79,7 @@ fn generated(intents: usize, articles: usize) -> Content {
     let intents = Intents::compile(&toml, Path::new("generated.toml")).unwrap();
     let articles = generate_articles(&mut w, articles);
     let kb = KnowledgeBase::build(Path::new("generated"), articles, &intents.synonyms).unwrap();
-    Content { intents, kb }
+    Content::new(intents, kb)
 }
 
 fn generate_articles(w: &mut Words, n: usize) -> Vec<Article> {

@@ -272,7 +272,7 @@ terms = ["lawyer"]
             &intents.synonyms,
         )
         .unwrap();
-        let content = Content { intents, kb };
+        let content = Content::new(intents, kb);
         let found: Vec<String> = lint(&content, Path::new("intents.toml"))
             .iter()
             .map(|w| w.to_string())

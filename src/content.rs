@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::engine::cache::DecisionCache;
 use crate::intents::Intents;
 use crate::kb::KnowledgeBase;
 
@@ -49,9 +50,19 @@ pub fn line_at(text: &str, offset: usize) -> usize {
 pub struct Content {
     pub intents: Intents,
     pub kb: KnowledgeBase,
+    /// Decisions made from this snapshot, for messages that come again.
+    pub decisions: DecisionCache,
 }
 
 impl Content {
+    pub fn new(intents: Intents, kb: KnowledgeBase) -> Content {
+        Content {
+            intents,
+            kb,
+            decisions: DecisionCache::default(),
+        }
+    }
+
     /// Loads, validates and compiles both content sources. The knowledge base
     /// reads the synonyms declared in the intents file, and indexes each
     /// intent's examples beside the articles so that a message close to an
@@ -74,7 +85,7 @@ impl Content {
             &intents.synonyms,
             previous.map(|c| &c.kb),
         )?;
-        Ok(Content { intents, kb })
+        Ok(Content::new(intents, kb))
     }
 
     /// Builds a snapshot from compiled intents and parsed articles.
@@ -85,7 +96,7 @@ impl Content {
     ) -> Result<Content, ContentError> {
         articles.extend(intent_phrasings(&intents));
         let kb = KnowledgeBase::build(kb_dir, articles, &intents.synonyms)?;
-        Ok(Content { intents, kb })
+        Ok(Content::new(intents, kb))
     }
 }
 

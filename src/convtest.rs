@@ -241,7 +241,7 @@ mod tests {
         )
         .unwrap();
         let kb = KnowledgeBase::build(Path::new("kb"), vec![], &intents.synonyms).unwrap();
-        Content { intents, kb }
+        Content::new(intents, kb)
     }
 
     fn run_text(toml: &str) -> Report {

@@ -14,6 +14,8 @@ use crate::content::Content;
 use crate::intents::{fill, Action, MatchedBy};
 use crate::text;
 
+pub mod cache;
+
 /// What kind of reply a decision is (the wire's `reply.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -189,6 +191,24 @@ fn thresholds(cfg: &EngineConfig, ctx: &Context) -> Explanation {
         fallbacks_in_a_row: ctx.fallbacks_in_a_row,
         ..Explanation::default()
     }
+}
+
+/// Decides the reply to a visitor's message as `decide` does, giving the
+/// decision `content` remembers for the same text in the same context when
+/// there is one (and then `true`). The server decides with one configuration
+/// for as long as it runs, so `cfg` is not part of what is remembered.
+pub fn decide_remembered(
+    content: &Content,
+    ctx: &Context,
+    text: &str,
+    cfg: &EngineConfig,
+) -> (Decision, bool) {
+    if let Some(d) = content.decisions.get(ctx, text) {
+        return (Decision::clone(&d), true);
+    }
+    let d = decide(content, ctx, text, cfg);
+    content.decisions.put(ctx, text, &d);
+    (d, false)
 }
 
 /// Decides the reply to a visitor's message.
@@ -888,5 +908,90 @@ redact = true
         assert_eq!(d.kind, Kind::Answer);
         assert_eq!(d.text, "Download the label from your account.");
         assert_eq!(d.source.unwrap().title.as_deref(), Some("Return label"));
+    }
+
+    #[test]
+    fn a_repeated_message_gets_the_decision_made_the_first_time() {
+        let c = content();
+        let ctx = Context::default();
+        for text in [
+            "how long does delivery take",
+            "return",
+            "hello!",
+            "what is the capital of peru",
+        ] {
+            let (first, remembered) = decide_remembered(&c, &ctx, text, &cfg());
+            assert!(!remembered, "{text}");
+            assert_eq!(first, decide(&c, &ctx, text, &cfg()), "{text}");
+            let (again, remembered) = decide_remembered(&c, &ctx, text, &cfg());
+            assert!(remembered, "{text}");
+            assert_eq!(again, first, "{text}");
+        }
+        // The exact text: another spelling is decided afresh.
+        let (_, remembered) = decide_remembered(&c, &ctx, "How long does delivery take", &cfg());
+        assert!(!remembered);
+    }
+
+    #[test]
+    fn a_remembered_decision_is_only_given_in_the_context_it_was_made_in() {
+        let c = content();
+        let fresh = Context::default();
+        let (first, _) = decide_remembered(&c, &fresh, "quantum chromodynamics", &cfg());
+        assert_eq!(first.kind, Kind::Fallback);
+        // The same text after a fallback reaches the limit and escalates.
+        let (second, remembered) =
+            decide_remembered(&c, &first.next, "quantum chromodynamics", &cfg());
+        assert!(!remembered);
+        assert_eq!(second.kind, Kind::Escalate);
+        assert_eq!(second.explanation.fallbacks_in_a_row, 1);
+        // Both are remembered, each for its own context.
+        let (again, remembered) = decide_remembered(&c, &fresh, "quantum chromodynamics", &cfg());
+        assert!(remembered);
+        assert_eq!(again.kind, Kind::Fallback);
+        let (again, remembered) =
+            decide_remembered(&c, &first.next, "quantum chromodynamics", &cfg());
+        assert!(remembered);
+        assert_eq!(again.kind, Kind::Escalate);
+        assert_eq!(c.decisions.len(), 1, "one text, two contexts");
+    }
+
+    #[test]
+    fn sensitive_texts_slot_replies_and_long_texts_are_not_remembered() {
+        let c = content();
+        let card = "card 4111 1111 1111 1111";
+        for _ in 0..2 {
+            let (d, remembered) = decide_remembered(&c, &Context::default(), card, &cfg());
+            assert!(!remembered);
+            assert_eq!(d.redacted, "card [redacted]");
+        }
+        let asking = decide(&c, &Context::default(), "where is my order", &cfg());
+        assert!(asking.next.pending_slot.is_some());
+        for _ in 0..2 {
+            let (d, remembered) = decide_remembered(&c, &asking.next, "FD-123456", &cfg());
+            assert!(!remembered);
+            assert_eq!(d.kind, Kind::Answer);
+        }
+        let long = "delivery ".repeat(cache::MAX_TEXT / 9 + 1);
+        for _ in 0..2 {
+            assert!(!decide_remembered(&c, &Context::default(), &long, &cfg()).1);
+        }
+        assert!(c.decisions.is_empty());
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_and_keeps_what_is_asked_often() {
+        let c = content();
+        let ctx = Context::default();
+        let often = "how long does delivery take";
+        for i in 0..cache::CAPACITY * 3 {
+            decide_remembered(&c, &ctx, &format!("question number {i}"), &cfg());
+            if i % 100 == 0 {
+                decide_remembered(&c, &ctx, often, &cfg());
+            }
+            assert!(c.decisions.len() <= cache::CAPACITY);
+        }
+        assert!(c.decisions.len() >= cache::CAPACITY / 2);
+        assert!(decide_remembered(&c, &ctx, often, &cfg()).1);
+        assert!(!decide_remembered(&c, &ctx, "question number 0", &cfg()).1);
     }
 }

@@ -354,6 +354,11 @@ async fn metrics_parse_as_prometheus_text() {
         v.ask("m1", "how long does delivery take").await["kind"],
         "answer"
     );
+    // Asked again word for word: the decision is the one remembered.
+    assert_eq!(
+        v.ask("m1b", "how long does delivery take").await["kind"],
+        "answer"
+    );
     assert_eq!(
         v.ask("m2", "who won the football yesterday").await["kind"],
         "fallback"
@@ -389,8 +394,16 @@ async fn metrics_parse_as_prometheus_text() {
             .get(k)
             .unwrap_or_else(|| panic!("{k} missing: {values:?}"))
     };
-    assert_eq!(get("frontdesk_messages_total{role=visitor}"), 2.0);
-    assert_eq!(get("frontdesk_decisions_total{kind=answer}"), 1.0);
+    assert_eq!(get("frontdesk_messages_total{role=visitor}"), 3.0);
+    assert_eq!(get("frontdesk_decisions_total{kind=answer}"), 2.0);
+    assert_eq!(
+        get("frontdesk_decision_cache_lookups_total{result=hit}"),
+        1.0
+    );
+    assert_eq!(
+        get("frontdesk_decision_cache_lookups_total{result=miss}"),
+        2.0
+    );
     assert_eq!(get("frontdesk_decisions_total{kind=fallback}"), 1.0);
     assert_eq!(
         get("frontdesk_conversations_closed_total{outcome=deflected}"),
@@ -399,8 +412,8 @@ async fn metrics_parse_as_prometheus_text() {
     assert_eq!(get("frontdesk_websocket_connections{kind=visitor}"), 1.0);
     assert_eq!(get("frontdesk_queue_length{}"), 0.0);
     assert_eq!(get("frontdesk_content_intents{}"), 3.0);
-    // Both decisions were timed.
-    assert_eq!(get("frontdesk_decision_seconds{}"), 2.0);
+    // Every decision was timed.
+    assert_eq!(get("frontdesk_decision_seconds{}"), 3.0);
     assert!(scrape
         .docs
         .get("frontdesk_decision_seconds")

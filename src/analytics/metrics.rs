@@ -64,6 +64,8 @@ pub struct Metrics {
     visitor_messages: AtomicU64,
     agent_messages: AtomicU64,
     decisions: [AtomicU64; 4],
+    /// Visitor messages decided again and given from the cache.
+    remembered: [AtomicU64; 2],
     escalations: [AtomicU64; 5],
     closed: [AtomicU64; 4],
     pub decision_seconds: Histogram,
@@ -80,6 +82,7 @@ impl Default for Metrics {
             visitor_messages: AtomicU64::new(0),
             agent_messages: AtomicU64::new(0),
             decisions: Default::default(),
+            remembered: Default::default(),
             escalations: Default::default(),
             closed: Default::default(),
             decision_seconds: Histogram::new(&[
@@ -124,6 +127,12 @@ impl Metrics {
             self.escalations[i].fetch_add(1, Relaxed);
         }
         self.decision_seconds.observe(seconds);
+    }
+
+    /// A visitor message's decision was remembered from an earlier one
+    /// (`true`) or made afresh.
+    pub fn decision_remembered(&self, remembered: bool) {
+        self.remembered[usize::from(remembered)].fetch_add(1, Relaxed);
     }
 
     /// A conversation closed with this outcome.
@@ -185,6 +194,21 @@ impl Metrics {
                 "frontdesk_decisions_total",
                 "kind",
                 k.as_str(),
+                c.load(Relaxed),
+            );
+        }
+        header(
+            o,
+            "frontdesk_decision_cache_lookups_total",
+            "counter",
+            "Visitor messages looked up among the decisions remembered for repeated messages, by result.",
+        );
+        for (result, c) in ["miss", "hit"].iter().zip(&self.remembered) {
+            sample(
+                o,
+                "frontdesk_decision_cache_lookups_total",
+                "result",
+                result,
                 c.load(Relaxed),
             );
         }

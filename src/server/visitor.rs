@@ -498,7 +498,9 @@ impl Session {
         }
         let content = self.app.content();
         let started = std::time::Instant::now();
-        let decision = engine::decide(&content, &conv.ctx, &text, &self.app.config().engine);
+        let (decision, remembered) =
+            engine::decide_remembered(&content, &conv.ctx, &text, &self.app.config().engine);
+        self.app.metrics().decision_remembered(remembered);
         tracing::trace!(text = %decision.redacted, "visitor message");
         let redacted = decision.redacted.clone();
         self.apply(

@@ -126,6 +126,7 @@ mod tests {
             sources: Vec::new(),
             connect_concurrency: 5,
             escalate_every: 0,
+            vary_case: false,
         };
         let f = run(&target, &plan, Some(std::process::id())).await;
         assert_eq!((f.connected, f.held, f.failed), (5, 5, 0), "{f:?}");

@@ -18,6 +18,7 @@
 //! (or after [`Stop`]); replies still in flight are waited for (at most the
 //! reply timeout) and counted.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,9 @@ pub struct Plan {
     /// Every N-th message of a visitor asks for a person (0: never), which
     /// puts its conversation in the queue; the visitor then starts a new one.
     pub escalate_every: u64,
+    /// Each message in its own mix of upper and lower case, so that no text
+    /// repeats word for word.
+    pub vary_case: bool,
 }
 
 impl Plan {
@@ -389,7 +393,7 @@ impl VisitorRun {
         // After a lost connection: the conversation to resume, and its message
         // that was sent but not acknowledged, to send again with the same id.
         let mut resume: Option<Conversation> = None;
-        let mut unacked: Option<(String, &'static str)> = None;
+        let mut unacked: Option<(String, Cow<'static, str>)> = None;
         let mut failed_connects: u32 = 0;
         if let Some(v) = &mut conn {
             v.log_acks(self.hooks.acks.clone());
@@ -457,7 +461,7 @@ impl VisitorRun {
             };
             let sent = Instant::now();
             let from = intended.unwrap_or(sent);
-            match visitor.ask(&id, text, sent + self.plan.timeout).await {
+            match visitor.ask(&id, &text, sent + self.plan.timeout).await {
                 Ok(Replied::Stored) => {
                     self.stats.resent_stored.fetch_add(1, Ordering::Relaxed);
                 }
@@ -490,12 +494,17 @@ impl VisitorRun {
     }
 
     /// What this visitor says as its `seq`-th message.
-    fn text(&self, seq: u64) -> &'static str {
+    fn text(&self, seq: u64) -> Cow<'static, str> {
         let every = self.plan.escalate_every;
-        if every > 0 && (seq + 1).is_multiple_of(every) {
+        let text = if every > 0 && (seq + 1).is_multiple_of(every) {
             wire::HANDOFF_REQUEST
         } else {
             wire::question(self.index, seq)
+        };
+        if self.plan.vary_case {
+            Cow::Owned(wire::vary_case(text, self.index, seq))
+        } else {
+            Cow::Borrowed(text)
         }
     }
 
@@ -564,6 +573,7 @@ mod tests {
             sources: Vec::new(),
             connect_concurrency: 2,
             escalate_every: 0,
+            vary_case: false,
         }
     }
 

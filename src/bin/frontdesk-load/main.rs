@@ -6,7 +6,7 @@
 //! frontdesk-load --url ws://127.0.0.1:8080/ws --visitors 1000 --duration 10
 //!     [--rate MSGS_PER_S] [--think-ms MS] [--count N] [--json] [--no-echo]
 //!     [--echo-url URL | --echo-cpus CPUS] [--sources IP,IP,...]
-//!     [--escalate-every N] [--ack-log FILE]
+//!     [--escalate-every N] [--vary-case] [--ack-log FILE]
 //! frontdesk-load --url ws://127.0.0.1:8080/ws --idle --visitors 10000 --duration 30 [--server-pid PID]
 //! frontdesk-load echo-server --listen 127.0.0.1:18182
 //! ```
@@ -134,6 +134,12 @@ struct RunArgs {
     /// also reach the handoff queue (the visitor then starts a new one).
     #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "idle")]
     escalate_every: u64,
+    /// Write each message's letters in a different mix of upper and lower
+    /// case, so that no two messages are the same text and the server
+    /// decides every one afresh rather than giving the decision it
+    /// remembers for a message it has seen (the answers stay the same).
+    #[arg(long, conflicts_with = "idle")]
+    vary_case: bool,
     /// Write one line per message frontdesk acknowledged to FILE:
     /// `conversation_id<TAB>message_id` (not for the echo baseline).
     #[arg(long, value_name = "FILE", conflicts_with = "idle")]
@@ -212,6 +218,7 @@ impl RunArgs {
                 sources: self.sources,
                 connect_concurrency: self.connect_concurrency,
                 escalate_every: self.escalate_every,
+                vary_case: self.vary_case,
             },
             idle: self.idle,
             server_pid: self.server_pid,

@@ -46,6 +46,34 @@ pub fn question(visitor: usize, seq: u64) -> &'static str {
     QUESTIONS[i as usize]
 }
 
+/// `text` with each ASCII letter in upper or lower case by the bits of a hash
+/// of (visitor, seq): the same words, which the server reads the same way,
+/// but seldom the same text twice for a question of more than a few letters.
+pub fn vary_case(text: &str, visitor: usize, seq: u64) -> String {
+    // SplitMix64: a cheap, well-spread hash of the pair.
+    let mut z = (visitor as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(seq)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    let mut bits = z ^ (z >> 31);
+    text.chars()
+        .map(|c| {
+            if !c.is_ascii_alphabetic() {
+                return c;
+            }
+            let upper = bits & 1 == 1;
+            bits = bits.rotate_right(1);
+            if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
 /// A frame from a visitor.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -195,5 +223,21 @@ mod tests {
             .map(|s| question(3, s))
             .collect();
         assert_eq!(asked.len(), QUESTIONS.len());
+    }
+
+    #[test]
+    fn varied_case_keeps_the_words_and_rarely_repeats() {
+        // A question of n letters has 2^n spellings: "hello" repeats often,
+        // the longer questions seldom.
+        let mut seen = std::collections::HashSet::new();
+        for visitor in 0..100 {
+            for seq in 0..100 {
+                let q = question(visitor, seq);
+                let v = vary_case(q, visitor, seq);
+                assert_eq!(v.to_lowercase(), q.to_lowercase());
+                seen.insert(v);
+            }
+        }
+        assert!(seen.len() > 8_500, "{} distinct of 10,000", seen.len());
     }
 }

@@ -1,0 +1,109 @@
+//! Decisions remembered for messages seen before.
+//!
+//! Support traffic repeats itself: "hi", "where is my order?", "talk to a
+//! person" arrive word for word from many visitors. A decision is a pure
+//! function of the content snapshot, the conversation's context, the text and
+//! the thresholds, so a content snapshot can remember what it decided for a
+//! (context, text) pair and give the same decision again without searching.
+//! Each snapshot has its own cache: a reload starts from an empty one.
+//!
+//! What is not remembered: long texts (rarely repeated word for word),
+//! replies to a question for a slot (an order number is seldom sent twice),
+//! and any text with sensitive content, so that the cache never holds what
+//! the store only ever sees redacted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{Context, Decision};
+
+/// Texts longer than this, in bytes, are decided every time.
+pub const MAX_TEXT: usize = 256;
+
+/// How many texts the cache holds at most.
+pub const CAPACITY: usize = 2_048;
+
+/// The remembered decisions, in two generations: a lookup that finds a text
+/// in the older one moves it to the newer; when the newer fills up, it
+/// becomes the older and the older is dropped. Texts asked about again and
+/// again stay; the rest age out after at most `CAPACITY` other texts.
+#[derive(Default)]
+pub struct DecisionCache {
+    generations: Mutex<Generations>,
+}
+
+#[derive(Default)]
+struct Generations {
+    newer: HashMap<String, Entries>,
+    older: HashMap<String, Entries>,
+}
+
+/// The decisions for one text, one per context it arrived in (almost always
+/// one or two: a fresh context, or one after a fallback).
+type Entries = Vec<(Context, Arc<Decision>)>;
+
+impl DecisionCache {
+    /// The decision remembered for `text` in context `ctx`.
+    pub fn get(&self, ctx: &Context, text: &str) -> Option<Arc<Decision>> {
+        if text.len() > MAX_TEXT || ctx.pending_slot.is_some() {
+            return None;
+        }
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entries) = g.newer.get(text) {
+            return find(entries, ctx);
+        }
+        let (key, entries) = g.older.remove_entry(text)?;
+        let found = find(&entries, ctx);
+        g.insert(key, entries);
+        found
+    }
+
+    /// Remembers `decision`, made for `text` in context `ctx`, if it is one
+    /// to remember.
+    pub fn put(&self, ctx: &Context, text: &str, decision: &Decision) {
+        if text.len() > MAX_TEXT
+            || ctx.pending_slot.is_some()
+            || !decision.explanation.sensitive.is_empty()
+            || decision.redacted != text
+        {
+            return;
+        }
+        let decision = Arc::new(decision.clone());
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entries) = g.newer.get_mut(text) {
+            entries.retain(|(c, _)| c != ctx);
+            entries.push((ctx.clone(), decision));
+            return;
+        }
+        let mut entries = g.older.remove(text).unwrap_or_default();
+        entries.retain(|(c, _)| c != ctx);
+        entries.push((ctx.clone(), decision));
+        g.insert(text.to_string(), entries);
+    }
+
+    /// How many texts the cache holds.
+    pub fn len(&self) -> usize {
+        let g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        g.newer.len() + g.older.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Generations {
+    fn insert(&mut self, text: String, entries: Entries) {
+        if self.newer.len() >= CAPACITY / 2 {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(text, entries);
+    }
+}
+
+fn find(entries: &Entries, ctx: &Context) -> Option<Arc<Decision>> {
+    entries
+        .iter()
+        .find(|(c, _)| c == ctx)
+        .map(|(_, d)| d.clone())
+}
