@@ -35,7 +35,7 @@ fn turn(conversation_id: &str, n: u64, explanation: &str) -> Turn {
             quick_replies: vec![],
             score: 0.878,
             escalation: None,
-            explanation: explanation.to_string(),
+            explanation: explanation.into(),
             smalltalk: false,
         }),
         state: None,

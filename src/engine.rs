@@ -7,6 +7,8 @@
 //! candidates when not sure, and otherwise the bot falls back; after N
 //! fallbacks in a row the conversation escalates.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::EngineConfig;
@@ -193,6 +195,24 @@ fn thresholds(cfg: &EngineConfig, ctx: &Context) -> Explanation {
     }
 }
 
+/// A decision, shared, with its explanation as the JSON the store keeps.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub decision: Arc<Decision>,
+    pub explanation_json: Arc<str>,
+}
+
+impl Decided {
+    pub fn new(decision: Decision) -> Decided {
+        let explanation_json =
+            serde_json::to_string(&decision.explanation).expect("explanation serializes");
+        Decided {
+            decision: Arc::new(decision),
+            explanation_json: explanation_json.into(),
+        }
+    }
+}
+
 /// Decides the reply to a visitor's message as `decide` does, giving the
 /// decision `content` remembers for the same text in the same context when
 /// there is one (and then `true`). The server decides with one configuration
@@ -202,11 +222,11 @@ pub fn decide_remembered(
     ctx: &Context,
     text: &str,
     cfg: &EngineConfig,
-) -> (Decision, bool) {
+) -> (Decided, bool) {
     if let Some(d) = content.decisions.get(ctx, text) {
-        return (Decision::clone(&d), true);
+        return (d, true);
     }
-    let d = decide(content, ctx, text, cfg);
+    let d = Decided::new(decide(content, ctx, text, cfg));
     content.decisions.put(ctx, text, &d);
     (d, false)
 }
@@ -922,10 +942,13 @@ redact = true
         ] {
             let (first, remembered) = decide_remembered(&c, &ctx, text, &cfg());
             assert!(!remembered, "{text}");
-            assert_eq!(first, decide(&c, &ctx, text, &cfg()), "{text}");
+            assert_eq!(*first.decision, decide(&c, &ctx, text, &cfg()), "{text}");
+            let explained = serde_json::to_string(&first.decision.explanation).unwrap();
+            assert_eq!(*first.explanation_json, explained, "{text}");
             let (again, remembered) = decide_remembered(&c, &ctx, text, &cfg());
             assert!(remembered, "{text}");
-            assert_eq!(again, first, "{text}");
+            assert_eq!(again.decision, first.decision, "{text}");
+            assert_eq!(again.explanation_json, first.explanation_json, "{text}");
         }
         // The exact text: another spelling is decided afresh.
         let (_, remembered) = decide_remembered(&c, &ctx, "How long does delivery take", &cfg());
@@ -937,21 +960,22 @@ redact = true
         let c = content();
         let fresh = Context::default();
         let (first, _) = decide_remembered(&c, &fresh, "quantum chromodynamics", &cfg());
+        let first = first.decision;
         assert_eq!(first.kind, Kind::Fallback);
         // The same text after a fallback reaches the limit and escalates.
         let (second, remembered) =
             decide_remembered(&c, &first.next, "quantum chromodynamics", &cfg());
         assert!(!remembered);
-        assert_eq!(second.kind, Kind::Escalate);
-        assert_eq!(second.explanation.fallbacks_in_a_row, 1);
+        assert_eq!(second.decision.kind, Kind::Escalate);
+        assert_eq!(second.decision.explanation.fallbacks_in_a_row, 1);
         // Both are remembered, each for its own context.
         let (again, remembered) = decide_remembered(&c, &fresh, "quantum chromodynamics", &cfg());
         assert!(remembered);
-        assert_eq!(again.kind, Kind::Fallback);
+        assert_eq!(again.decision.kind, Kind::Fallback);
         let (again, remembered) =
             decide_remembered(&c, &first.next, "quantum chromodynamics", &cfg());
         assert!(remembered);
-        assert_eq!(again.kind, Kind::Escalate);
+        assert_eq!(again.decision.kind, Kind::Escalate);
         assert_eq!(c.decisions.len(), 1, "one text, two contexts");
     }
 
@@ -962,14 +986,14 @@ redact = true
         for _ in 0..2 {
             let (d, remembered) = decide_remembered(&c, &Context::default(), card, &cfg());
             assert!(!remembered);
-            assert_eq!(d.redacted, "card [redacted]");
+            assert_eq!(d.decision.redacted, "card [redacted]");
         }
         let asking = decide(&c, &Context::default(), "where is my order", &cfg());
         assert!(asking.next.pending_slot.is_some());
         for _ in 0..2 {
             let (d, remembered) = decide_remembered(&c, &asking.next, "FD-123456", &cfg());
             assert!(!remembered);
-            assert_eq!(d.kind, Kind::Answer);
+            assert_eq!(d.decision.kind, Kind::Answer);
         }
         let long = "delivery ".repeat(cache::MAX_TEXT / 9 + 1);
         for _ in 0..2 {

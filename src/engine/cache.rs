@@ -13,9 +13,9 @@
 //! the store only ever sees redacted.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use super::{Context, Decision};
+use super::{Context, Decided};
 
 /// Texts longer than this, in bytes, are decided every time.
 pub const MAX_TEXT: usize = 256;
@@ -40,11 +40,11 @@ struct Generations {
 
 /// The decisions for one text, one per context it arrived in (almost always
 /// one or two: a fresh context, or one after a fallback).
-type Entries = Vec<(Context, Arc<Decision>)>;
+type Entries = Vec<(Context, Decided)>;
 
 impl DecisionCache {
     /// The decision remembered for `text` in context `ctx`.
-    pub fn get(&self, ctx: &Context, text: &str) -> Option<Arc<Decision>> {
+    pub fn get(&self, ctx: &Context, text: &str) -> Option<Decided> {
         if text.len() > MAX_TEXT || ctx.pending_slot.is_some() {
             return None;
         }
@@ -60,15 +60,16 @@ impl DecisionCache {
 
     /// Remembers `decision`, made for `text` in context `ctx`, if it is one
     /// to remember.
-    pub fn put(&self, ctx: &Context, text: &str, decision: &Decision) {
+    pub fn put(&self, ctx: &Context, text: &str, decided: &Decided) {
+        let d = &decided.decision;
         if text.len() > MAX_TEXT
             || ctx.pending_slot.is_some()
-            || !decision.explanation.sensitive.is_empty()
-            || decision.redacted != text
+            || !d.explanation.sensitive.is_empty()
+            || d.redacted != text
         {
             return;
         }
-        let decision = Arc::new(decision.clone());
+        let decision = decided.clone();
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entries) = g.newer.get_mut(text) {
             entries.retain(|(c, _)| c != ctx);
@@ -101,7 +102,7 @@ impl Generations {
     }
 }
 
-fn find(entries: &Entries, ctx: &Context) -> Option<Arc<Decision>> {
+fn find(entries: &Entries, ctx: &Context) -> Option<Decided> {
     entries
         .iter()
         .find(|(c, _)| c == ctx)

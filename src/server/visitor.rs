@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::App;
-use crate::engine::{self, Context, Decision, Kind};
+use crate::engine::{self, Context, Decided, Kind};
 use crate::handoff::{hash_token, random_token, same_secret, VisitorEvent};
 use crate::protocol::agent::AgentServerFrame;
 use crate::protocol::{self, codes, ClientFrame, FrameError, ServerFrame};
@@ -498,14 +498,14 @@ impl Session {
         }
         let content = self.app.content();
         let started = std::time::Instant::now();
-        let (decision, remembered) =
+        let (decided, remembered) =
             engine::decide_remembered(&content, &conv.ctx, &text, &self.app.config().engine);
         self.app.metrics().decision_remembered(remembered);
-        tracing::trace!(text = %decision.redacted, "visitor message");
-        let redacted = decision.redacted.clone();
+        tracing::trace!(text = %decided.decision.redacted, "visitor message");
+        let redacted = decided.decision.redacted.clone();
         self.apply(
             Some((id, redacted)),
-            decision,
+            decided,
             started.elapsed().as_secs_f64(),
         )
         .await;
@@ -519,7 +519,7 @@ impl Session {
             let decision = engine::request_human(&conv.ctx, &self.app.config().engine);
             self.apply(
                 Some((id, "Talk to a person".into())),
-                decision,
+                Decided::new(decision),
                 started.elapsed().as_secs_f64(),
             )
             .await;
@@ -538,8 +538,12 @@ impl Session {
             .and_then(|a| content.kb.get(a))
             .map(|i| content.kb.articles[i].title.clone())
             .unwrap_or_else(|| decision.redacted.clone());
-        self.apply(Some((id, label)), decision, started.elapsed().as_secs_f64())
-            .await;
+        self.apply(
+            Some((id, label)),
+            Decided::new(decision),
+            started.elapsed().as_secs_f64(),
+        )
+        .await;
     }
 
     async fn feedback(&mut self, answer_id: String, helpful: bool) {
@@ -560,8 +564,12 @@ impl Session {
         if !helpful && conv.state == "bot" {
             let started = std::time::Instant::now();
             let decision = engine::negative_feedback(&conv.ctx, &self.app.config().engine);
-            self.apply(None, decision, started.elapsed().as_secs_f64())
-                .await;
+            self.apply(
+                None,
+                Decided::new(decision),
+                started.elapsed().as_secs_f64(),
+            )
+            .await;
         }
     }
 
@@ -572,8 +580,12 @@ impl Session {
         }
         let started = std::time::Instant::now();
         let decision = engine::request_human(&conv.ctx, &self.app.config().engine);
-        self.apply(None, decision, started.elapsed().as_secs_f64())
-            .await;
+        self.apply(
+            None,
+            Decided::new(decision),
+            started.elapsed().as_secs_f64(),
+        )
+        .await;
     }
 
     async fn close_conversation(&mut self) {
@@ -660,7 +672,13 @@ impl Session {
 
     /// Stores a turn and, once committed, acknowledges the visitor's message
     /// and sends the reply.
-    async fn apply(&mut self, visitor: Option<(String, String)>, mut d: Decision, took: f64) {
+    async fn apply(&mut self, visitor: Option<(String, String)>, decided: Decided, took: f64) {
+        let Decided {
+            decision: d,
+            explanation_json,
+        } = decided;
+        let mut text = d.text.clone();
+        let mut quick_replies = d.quick_replies.clone();
         let escalates = d.kind == Kind::Escalate;
         // An escalation reaches the queue only when people are in and it has room;
         // otherwise the visitor is offered to leave a message.
@@ -668,16 +686,16 @@ impl Session {
         if escalates {
             let handoff = &self.app.config().handoff;
             if !self.app.inner.hours.open_now() {
-                d.text = handoff.closed_message.clone();
-                offline = Some(("outside_hours", d.text.clone()));
+                text = handoff.closed_message.clone();
+                offline = Some(("outside_hours", text.clone()));
             } else if self.queue_full().await {
-                d.text = handoff.busy_message.clone();
-                offline = Some(("queue_full", d.text.clone()));
+                text = handoff.busy_message.clone();
+                offline = Some(("queue_full", text.clone()));
             } else if !self.app.inner.hub.any_agent_online() {
                 offline = Some(("no_agents", handoff.no_agents_message.clone()));
             }
             if offline.is_some() {
-                d.quick_replies.clear();
+                quick_replies.clear();
             }
         }
         let queues = escalates && !matches!(offline, Some(("outside_hours" | "queue_full", _)));
@@ -689,12 +707,12 @@ impl Session {
             reply: Some(BotReply {
                 answer_id: answer_id.clone(),
                 kind: d.kind,
-                text: d.text.clone(),
+                text: text.clone(),
                 source: d.source.clone(),
-                quick_replies: d.quick_replies.clone(),
+                quick_replies: quick_replies.clone(),
                 score: d.score,
                 escalation: d.escalation,
-                explanation: serde_json::to_string(&d.explanation).expect("explanation serializes"),
+                explanation: explanation_json,
                 smalltalk: d.kind == Kind::Answer
                     && d.source.as_ref().is_some_and(|s| {
                         s.kind == crate::engine::SourceKind::Intent
@@ -725,12 +743,12 @@ impl Session {
                 self.send(ServerFrame::Reply {
                     answer_id,
                     kind: d.kind,
-                    text: d.text,
-                    source: d.source,
-                    quick_replies: d.quick_replies,
+                    text,
+                    source: d.source.clone(),
+                    quick_replies,
                 });
                 let conv = self.conversation.as_mut().expect("checked by caller");
-                conv.ctx = d.next;
+                conv.ctx = d.next.clone();
                 if touches {
                     conv.touched = std::time::Instant::now();
                 }

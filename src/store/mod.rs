@@ -561,7 +561,7 @@ pub struct BotReply {
     pub score: f32,
     pub escalation: Option<crate::engine::EscalationReason>,
     /// The explanation as JSON.
-    pub explanation: String,
+    pub explanation: std::sync::Arc<str>,
     /// Answered small talk (a greeting, thanks), not a question.
     pub smalltalk: bool,
 }
@@ -860,7 +860,7 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
                 quick,
                 r.score as f64,
                 r.escalation.map(|e| e.as_str()),
-                r.explanation,
+                &*r.explanation,
                 now,
                 r.smalltalk,
             ],
@@ -1154,7 +1154,7 @@ mod tests {
         let before = std::fs::metadata(&db).unwrap().len();
         for i in 0..200 {
             let mut t = turn("c1", &format!("m{i}"), &"words ".repeat(200));
-            t.reply.as_mut().unwrap().explanation = "x".repeat(1000);
+            t.reply.as_mut().unwrap().explanation = "x".repeat(1000).into();
             store.store_turn(t).await.unwrap();
         }
         // Nothing but the checkpointer copies pages into the main file before
@@ -1210,7 +1210,7 @@ mod tests {
                     while std::time::Instant::now() < stop {
                         let message = format!("{id}-{round}-m{n}");
                         let mut t = turn(&id, &message, &"words ".repeat(50));
-                        t.reply.as_mut().unwrap().explanation = "x".repeat(1000);
+                        t.reply.as_mut().unwrap().explanation = "x".repeat(1000).into();
                         store.store_turn(t).await.unwrap();
                         n += 1;
                     }
