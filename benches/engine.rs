@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 use frontdesk::config::EngineConfig;
 use frontdesk::content::Content;
-use frontdesk::engine::{decide, Context};
+use frontdesk::engine::{decide, decide_remembered, Context};
 use frontdesk::intents::Intents;
 use frontdesk::kb::{Article, KnowledgeBase};
 
@@ -121,6 +121,19 @@ fn bench_demo(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % DEMO_QUESTIONS.len();
             black_box(decide(&demo, &ctx, black_box(DEMO_QUESTIONS[i]), &cfg))
+        })
+    });
+    // The same questions again and again: after the first round, each is the
+    // decision remembered, looked up and shared rather than made.
+    c.bench_function("decide/demo/remembered", |b| {
+        b.iter(|| {
+            i = (i + 1) % DEMO_QUESTIONS.len();
+            black_box(decide_remembered(
+                &demo,
+                &ctx,
+                black_box(DEMO_QUESTIONS[i]),
+                &cfg,
+            ))
         })
     });
 }
