@@ -213,6 +213,12 @@ impl Decided {
     }
 }
 
+impl From<Decision> for Decided {
+    fn from(decision: Decision) -> Decided {
+        Decided::new(decision)
+    }
+}
+
 /// Decides the reply to a visitor's message as `decide` does, giving the
 /// decision `content` remembers for the same text in the same context when
 /// there is one (and then `true`). The server decides with one configuration
@@ -977,6 +983,30 @@ redact = true
         assert!(remembered);
         assert_eq!(again.decision.kind, Kind::Escalate);
         assert_eq!(c.decisions.len(), 1, "one text, two contexts");
+    }
+
+    #[test]
+    fn a_text_is_remembered_in_a_bounded_number_of_contexts() {
+        let c = content();
+        let never = EngineConfig {
+            fallbacks_before_escalation: 0,
+            ..cfg()
+        };
+        let mut ctx = Context::default();
+        for _ in 0..cache::CONTEXTS_PER_TEXT * 3 {
+            let (d, remembered) = decide_remembered(&c, &ctx, "quantum chromodynamics", &never);
+            assert!(!remembered);
+            assert_eq!(d.decision.kind, Kind::Fallback);
+            ctx = d.decision.next.clone();
+        }
+        // The latest contexts are remembered, the first ones are not.
+        let latest = Context {
+            fallbacks_in_a_row: ctx.fallbacks_in_a_row - 1,
+            ..Context::default()
+        };
+        assert!(decide_remembered(&c, &latest, "quantum chromodynamics", &never).1);
+        let first = Context::default();
+        assert!(!decide_remembered(&c, &first, "quantum chromodynamics", &never).1);
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub const MAX_TEXT: usize = 256;
 /// How many texts the cache holds at most.
 pub const CAPACITY: usize = 2_048;
 
+/// How many contexts it remembers a text in at most, the latest kept. With
+/// `fallbacks_before_escalation = 0` a visitor can repeat a text with a count
+/// that only grows; each count is a context of its own.
+pub const CONTEXTS_PER_TEXT: usize = 4;
+
 /// The remembered decisions, in two generations: a lookup that finds a text
 /// in the older one moves it to the newer; when the newer fills up, it
 /// becomes the older and the older is dropped. Texts asked about again and
@@ -39,7 +44,7 @@ struct Generations {
 }
 
 /// The decisions for one text, one per context it arrived in (almost always
-/// one or two: a fresh context, or one after a fallback).
+/// one or two: a fresh context, or one after a fallback), oldest first.
 type Entries = Vec<(Context, Decided)>;
 
 impl DecisionCache {
@@ -72,13 +77,11 @@ impl DecisionCache {
         let decision = decided.clone();
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entries) = g.newer.get_mut(text) {
-            entries.retain(|(c, _)| c != ctx);
-            entries.push((ctx.clone(), decision));
+            add(entries, ctx, decision);
             return;
         }
         let mut entries = g.older.remove(text).unwrap_or_default();
-        entries.retain(|(c, _)| c != ctx);
-        entries.push((ctx.clone(), decision));
+        add(&mut entries, ctx, decision);
         g.insert(text.to_string(), entries);
     }
 
@@ -100,6 +103,16 @@ impl Generations {
         }
         self.newer.insert(text, entries);
     }
+}
+
+/// Adds (or replaces) the decision for `ctx`, dropping the oldest context
+/// past `CONTEXTS_PER_TEXT`.
+fn add(entries: &mut Entries, ctx: &Context, decided: Decided) {
+    entries.retain(|(c, _)| c != ctx);
+    if entries.len() >= CONTEXTS_PER_TEXT {
+        entries.remove(0);
+    }
+    entries.push((ctx.clone(), decided));
 }
 
 fn find(entries: &Entries, ctx: &Context) -> Option<Decided> {

@@ -503,12 +503,7 @@ impl Session {
         self.app.metrics().decision_remembered(remembered);
         tracing::trace!(text = %decided.decision.redacted, "visitor message");
         let redacted = decided.decision.redacted.clone();
-        self.apply(
-            Some((id, redacted)),
-            decided,
-            started.elapsed().as_secs_f64(),
-        )
-        .await;
+        self.apply(Some((id, redacted)), decided, started).await;
     }
 
     async fn choice(&mut self, id: String, value: String) {
@@ -519,8 +514,8 @@ impl Session {
             let decision = engine::request_human(&conv.ctx, &self.app.config().engine);
             self.apply(
                 Some((id, "Talk to a person".into())),
-                Decided::new(decision),
-                started.elapsed().as_secs_f64(),
+                decision.into(),
+                started,
             )
             .await;
             return;
@@ -538,12 +533,8 @@ impl Session {
             .and_then(|a| content.kb.get(a))
             .map(|i| content.kb.articles[i].title.clone())
             .unwrap_or_else(|| decision.redacted.clone());
-        self.apply(
-            Some((id, label)),
-            Decided::new(decision),
-            started.elapsed().as_secs_f64(),
-        )
-        .await;
+        self.apply(Some((id, label)), decision.into(), started)
+            .await;
     }
 
     async fn feedback(&mut self, answer_id: String, helpful: bool) {
@@ -564,12 +555,7 @@ impl Session {
         if !helpful && conv.state == "bot" {
             let started = std::time::Instant::now();
             let decision = engine::negative_feedback(&conv.ctx, &self.app.config().engine);
-            self.apply(
-                None,
-                Decided::new(decision),
-                started.elapsed().as_secs_f64(),
-            )
-            .await;
+            self.apply(None, decision.into(), started).await;
         }
     }
 
@@ -580,12 +566,7 @@ impl Session {
         }
         let started = std::time::Instant::now();
         let decision = engine::request_human(&conv.ctx, &self.app.config().engine);
-        self.apply(
-            None,
-            Decided::new(decision),
-            started.elapsed().as_secs_f64(),
-        )
-        .await;
+        self.apply(None, decision.into(), started).await;
     }
 
     async fn close_conversation(&mut self) {
@@ -672,7 +653,15 @@ impl Session {
 
     /// Stores a turn and, once committed, acknowledges the visitor's message
     /// and sends the reply.
-    async fn apply(&mut self, visitor: Option<(String, String)>, decided: Decided, took: f64) {
+    /// Stores the turn a decision made (`started` when the decision began) and,
+    /// once it is durable, acknowledges and replies.
+    async fn apply(
+        &mut self,
+        visitor: Option<(String, String)>,
+        decided: Decided,
+        started: std::time::Instant,
+    ) {
+        let took = started.elapsed().as_secs_f64();
         let Decided {
             decision: d,
             explanation_json,
