@@ -122,11 +122,14 @@ const WRITER_CACHE_KIB: i64 = 8_192;
 /// conversation's index leaf), and each page a commit writes costs two
 /// `pwrite` calls, a checksum and a frame in the log whatever its size, then
 /// a copy by the checkpointer: larger pages cut the frames for the appended
-/// rows and the depth of the B-trees. At 1,000 visitors, 16 KiB stored about
-/// a sixth more messages a second than SQLite's default of 4 KiB, and 1 and
-/// 2 KiB fewer; 32 and 64 KiB did no better than 16 and wrote more bytes.
+/// rows and the depth of the B-trees, but every commit also rewrites the
+/// last page of each table it appends to, whole. Measured against SQLite's
+/// default of 4 KiB (docs/benchmarks.md, sixth round): at 1,000 visitors 8 and
+/// 16 KiB stored about a tenth more messages a second and cut the p99 at
+/// 7,500 messages a second from 8-10 ms to 5-7; with 100 visitors sending
+/// flat out, in small groups, 16 KiB lost a tenth and 8 KiB about 4%.
 /// A database keeps the page size it was created with.
-const PAGE_SIZE: i64 = 16_384;
+const PAGE_SIZE: i64 = 8_192;
 
 impl Store {
     /// Opens (creating if needed) `data_dir/frontdesk.db`, migrates it, and
