@@ -937,7 +937,7 @@ redact = true
     }
 
     #[test]
-    fn a_repeated_message_gets_the_decision_made_the_first_time() {
+    fn a_message_decided_twice_is_remembered_from_then_on() {
         let c = content();
         let ctx = Context::default();
         for text in [
@@ -951,10 +951,16 @@ redact = true
             assert_eq!(*first.decision, decide(&c, &ctx, text, &cfg()), "{text}");
             let explained = serde_json::to_string(&first.decision.explanation).unwrap();
             assert_eq!(*first.explanation_json, explained, "{text}");
-            let (again, remembered) = decide_remembered(&c, &ctx, text, &cfg());
-            assert!(remembered, "{text}");
-            assert_eq!(again.decision, first.decision, "{text}");
-            assert_eq!(again.explanation_json, first.explanation_json, "{text}");
+            // The second time it is decided again, and kept.
+            let (second, remembered) = decide_remembered(&c, &ctx, text, &cfg());
+            assert!(!remembered, "{text}");
+            assert_eq!(second.decision, first.decision, "{text}");
+            for _ in 0..3 {
+                let (again, remembered) = decide_remembered(&c, &ctx, text, &cfg());
+                assert!(remembered, "{text}");
+                assert_eq!(again.decision, first.decision, "{text}");
+                assert_eq!(again.explanation_json, first.explanation_json, "{text}");
+            }
         }
         // The exact text: another spelling is decided afresh.
         let (_, remembered) = decide_remembered(&c, &ctx, "How long does delivery take", &cfg());
@@ -962,24 +968,37 @@ redact = true
     }
 
     #[test]
+    fn texts_decided_once_are_not_kept() {
+        let c = content();
+        for i in 0..1_000 {
+            let text = format!("question number {i}");
+            assert!(!decide_remembered(&c, &Context::default(), &text, &cfg()).1);
+        }
+        assert!(c.decisions.is_empty());
+    }
+
+    #[test]
     fn a_remembered_decision_is_only_given_in_the_context_it_was_made_in() {
         let c = content();
         let fresh = Context::default();
-        let (first, _) = decide_remembered(&c, &fresh, "quantum chromodynamics", &cfg());
+        let text = "quantum chromodynamics";
+        let (first, _) = decide_remembered(&c, &fresh, text, &cfg());
         let first = first.decision;
         assert_eq!(first.kind, Kind::Fallback);
         // The same text after a fallback reaches the limit and escalates.
-        let (second, remembered) =
-            decide_remembered(&c, &first.next, "quantum chromodynamics", &cfg());
+        let (second, remembered) = decide_remembered(&c, &first.next, text, &cfg());
         assert!(!remembered);
         assert_eq!(second.decision.kind, Kind::Escalate);
         assert_eq!(second.decision.explanation.fallbacks_in_a_row, 1);
-        // Both are remembered, each for its own context.
-        let (again, remembered) = decide_remembered(&c, &fresh, "quantum chromodynamics", &cfg());
+        // Remembered for the context after a fallback; in a fresh context it
+        // is decided again, and from then on remembered for both.
+        let (again, remembered) = decide_remembered(&c, &fresh, text, &cfg());
+        assert!(!remembered);
+        assert_eq!(again.decision.kind, Kind::Fallback);
+        let (again, remembered) = decide_remembered(&c, &fresh, text, &cfg());
         assert!(remembered);
         assert_eq!(again.decision.kind, Kind::Fallback);
-        let (again, remembered) =
-            decide_remembered(&c, &first.next, "quantum chromodynamics", &cfg());
+        let (again, remembered) = decide_remembered(&c, &first.next, text, &cfg());
         assert!(remembered);
         assert_eq!(again.decision.kind, Kind::Escalate);
         assert_eq!(c.decisions.len(), 1, "one text, two contexts");
@@ -1038,7 +1057,10 @@ redact = true
         let ctx = Context::default();
         let often = "how long does delivery take";
         for i in 0..cache::CAPACITY * 3 {
-            decide_remembered(&c, &ctx, &format!("question number {i}"), &cfg());
+            // Each text twice, so that it is kept.
+            for _ in 0..2 {
+                decide_remembered(&c, &ctx, &format!("question number {i}"), &cfg());
+            }
             if i % 100 == 0 {
                 decide_remembered(&c, &ctx, often, &cfg());
             }

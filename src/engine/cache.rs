@@ -7,12 +7,18 @@
 //! (context, text) pair and give the same decision again without searching.
 //! Each snapshot has its own cache: a reload starts from an empty one.
 //!
+//! A text is remembered the second time it is decided, not the first: most
+//! texts never come again, and keeping their decisions would only push out
+//! those that do and keep memory busy. The first time, only a hash of the
+//! text is noted.
+//!
 //! What is not remembered: long texts (rarely repeated word for word),
 //! replies to a question for a slot (an order number is seldom sent twice),
 //! and any text with sensitive content, so that the cache never holds what
 //! the store only ever sees redacted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use super::{Context, Decided};
@@ -22,6 +28,10 @@ pub const MAX_TEXT: usize = 256;
 
 /// How many texts the cache holds at most.
 pub const CAPACITY: usize = 2_048;
+
+/// How many texts seen once are noted (by hash) at most; past that the notes
+/// start again.
+pub const SEEN_CAPACITY: usize = 16_384;
 
 /// How many contexts it remembers a text in at most, the latest kept. With
 /// `fallbacks_before_escalation = 0` a visitor can repeat a text with a count
@@ -41,6 +51,9 @@ pub struct DecisionCache {
 struct Generations {
     newer: HashMap<String, Entries>,
     older: HashMap<String, Entries>,
+    /// Hashes of texts decided once and not remembered yet.
+    seen: HashSet<u64>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 /// The decisions for one text, one per context it arrived in (almost always
@@ -80,7 +93,21 @@ impl DecisionCache {
             add(entries, ctx, decision);
             return;
         }
-        let mut entries = g.older.remove(text).unwrap_or_default();
+        let mut entries = match g.older.remove(text) {
+            Some(entries) => entries,
+            None => {
+                // Not remembered in any context: remembered only if seen before.
+                let hash = g.hasher.hash_one(text);
+                if g.seen.len() >= SEEN_CAPACITY {
+                    g.seen.clear();
+                }
+                if g.seen.insert(hash) {
+                    return;
+                }
+                g.seen.remove(&hash);
+                Entries::new()
+            }
+        };
         add(&mut entries, ctx, decision);
         g.insert(text.to_string(), entries);
     }
