@@ -190,7 +190,7 @@ pub fn demo_content(root: &Path) -> Content {
 
 /// `engine`: text as a visitor's message, through the text normalisation and
 /// the engine's decision (fresh, with a slot pending and one fallback behind),
-/// and as the value of a quick reply.
+/// made and remembered, and as the value of a quick reply.
 pub fn engine(content: &Content, data: &[u8]) {
     let Ok(input) = std::str::from_utf8(data) else {
         return;
@@ -223,6 +223,13 @@ pub fn engine(content: &Content, data: &[u8]) {
         }
         assert!(!d.text.is_empty(), "empty reply: {d:?}");
         assert!((0.0..=1.0).contains(&d.score), "score {}", d.score);
+        // Remembered or not, the decision is the one just made; one with
+        // sensitive content is never given from memory.
+        for _ in 0..3 {
+            let (again, remembered) = engine::decide_remembered(content, ctx, input, &cfg);
+            assert_eq!(*again.decision, d, "{input:?}");
+            assert!(!remembered || d.explanation.sensitive.is_empty(), "{d:?}");
+        }
         for value in [
             input.to_string(),
             format!("{}{input}", engine::CHOICE_ARTICLE),
