@@ -72,7 +72,9 @@ impl DecisionCache {
         }
         let (key, entries) = g.older.remove_entry(text)?;
         let found = find(&entries, ctx);
-        g.insert(key, entries);
+        let dropped = g.insert(key, entries);
+        drop(g);
+        drop(dropped);
         found
     }
 
@@ -109,7 +111,9 @@ impl DecisionCache {
             }
         };
         add(&mut entries, ctx, decision);
-        g.insert(text.to_string(), entries);
+        let dropped = g.insert(text.to_string(), entries);
+        drop(g);
+        drop(dropped);
     }
 
     /// How many texts the cache holds.
@@ -124,11 +128,19 @@ impl DecisionCache {
 }
 
 impl Generations {
-    fn insert(&mut self, text: String, entries: Entries) {
-        if self.newer.len() >= CAPACITY / 2 {
-            self.older = std::mem::take(&mut self.newer);
-        }
+    /// Inserts into the newer generation, first making it the older one when
+    /// it is full. Returns the generation that ages out, for the caller to
+    /// drop once the lock is released (a thousand decisions take a while to
+    /// free, and other lookups wait on the lock).
+    #[must_use]
+    fn insert(&mut self, text: String, entries: Entries) -> HashMap<String, Entries> {
+        let dropped = if self.newer.len() >= CAPACITY / 2 {
+            std::mem::replace(&mut self.older, std::mem::take(&mut self.newer))
+        } else {
+            HashMap::new()
+        };
         self.newer.insert(text, entries);
+        dropped
     }
 }
 
