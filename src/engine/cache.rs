@@ -63,7 +63,7 @@ type Entries = Vec<(Context, Decided)>;
 impl DecisionCache {
     /// The decision remembered for `text` in context `ctx`.
     pub fn get(&self, ctx: &Context, text: &str) -> Option<Decided> {
-        if text.len() > MAX_TEXT || ctx.pending_slot.is_some() {
+        if !kept_for(ctx, text) {
             return None;
         }
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
@@ -82,11 +82,7 @@ impl DecisionCache {
     /// to remember.
     pub fn put(&self, ctx: &Context, text: &str, decided: &Decided) {
         let d = &decided.decision;
-        if text.len() > MAX_TEXT
-            || ctx.pending_slot.is_some()
-            || !d.explanation.sensitive.is_empty()
-            || d.redacted != text
-        {
+        if !kept_for(ctx, text) || !d.explanation.sensitive.is_empty() || d.redacted != text {
             return;
         }
         let decision = decided.clone();
@@ -142,6 +138,12 @@ impl Generations {
         self.newer.insert(text, entries);
         dropped
     }
+}
+
+/// Whether a text in this context is one the cache keeps at all: short, and
+/// not the reply to a slot question.
+fn kept_for(ctx: &Context, text: &str) -> bool {
+    text.len() <= MAX_TEXT && ctx.pending_slot.is_none()
 }
 
 /// Adds (or replaces) the decision for `ctx`, dropping the oldest context

@@ -651,8 +651,6 @@ impl Session {
         }
     }
 
-    /// Stores a turn and, once committed, acknowledges the visitor's message
-    /// and sends the reply.
     /// Stores the turn a decision made (`started` when the decision began) and,
     /// once it is durable, acknowledges and replies.
     async fn apply(
