@@ -182,6 +182,9 @@ pub struct Limits {
     pub ws_write_buffer_bytes: usize,
     /// Frames queued to one client before it is considered too slow and closed.
     pub outbound_queue: usize,
+    /// Seconds a client may leave the frames sent to it unread before it is
+    /// considered too slow and closed.
+    pub write_timeout_secs: u64,
     /// Concurrent websocket connections.
     pub max_connections: usize,
     /// Seconds without a frame from the client before the socket is closed.
@@ -213,6 +216,7 @@ impl Default for Limits {
             ws_read_buffer_bytes: 4 * 1024,
             ws_write_buffer_bytes: 4 * 1024,
             outbound_queue: 64,
+            write_timeout_secs: 10,
             max_connections: 100_000,
             idle_timeout_secs: 600,
             frames_per_second: 50,
@@ -311,9 +315,10 @@ impl Config {
         if l.max_connections_per_address == 0
             || l.max_handshaking == 0
             || l.handshake_timeout_secs == 0
+            || l.write_timeout_secs == 0
             || l.max_conversation_messages == 0
         {
-            return Err("limits.max_connections_per_address, max_handshaking, handshake_timeout_secs and max_conversation_messages must be at least 1".into());
+            return Err("limits.max_connections_per_address, max_handshaking, handshake_timeout_secs, write_timeout_secs and max_conversation_messages must be at least 1".into());
         }
         if l.outbound_queue == 0 || l.max_connections == 0 {
             return Err(

@@ -666,3 +666,125 @@ async fn card_numbers_never_reach_the_logs_even_at_trace_level() {
     }
     server.kill();
 }
+
+/// The next thing on a socket that is not a text or ping frame: a close
+/// frame's code, or `None` when the connection ended without one.
+async fn closed_with(v: &mut Visitor) -> Option<u16> {
+    use futures_util::StreamExt;
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), v.ws.next())
+            .await
+            .expect("the connection ends within 10 s")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_quiet_client_is_closed_and_one_that_talks_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.idle_timeout_secs = 1;
+    let server = TestServer::start(cfg).await;
+    let mut quiet = Visitor::connect(&server.url()).await;
+    quiet.hello().await;
+    let mut talker = Visitor::connect(&server.url()).await;
+    talker.hello().await;
+    // Over three times the idle timeout, never quiet for a whole one.
+    for i in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let reply = talker.ask(&format!("m{i}"), "hello").await;
+        assert_eq!(reply["source"]["id"], "greeting");
+    }
+    assert_eq!(closed_with(&mut quiet).await, Some(1001));
+    // Once the talker falls quiet too, it goes the same way.
+    assert_eq!(closed_with(&mut talker).await, Some(1001));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_and_holds_up_no_one() {
+    use futures_util::{SinkExt, StreamExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.write_timeout_secs = 1;
+    cfg.limits.frames_per_second = 0;
+    let server = TestServer::start(cfg).await;
+    let connections = |body: String| {
+        body.lines()
+            .find(|l| l.starts_with("frontdesk_websocket_connections{kind=\"visitor\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+            .expect("the visitor connection gauge")
+    };
+
+    // The client reads nothing, so the replies fill its small receive buffer
+    // and then the server's send buffer (up to 4 MiB on loopback), and the
+    // server's writes stall.
+    const SENT_AT_MOST: u32 = 30_000;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(
+        server.url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .expect("websocket connects");
+    let mut slow = Visitor { ws };
+    slow.hello().await;
+    let (mut tx, mut rx) = slow.ws.split();
+    let sending = tokio::spawn(async move {
+        let mut sent = 0u32;
+        for i in 0..SENT_AT_MOST {
+            let frame = json!({"type": "message", "id": format!("s{i}"), "text": "How long does delivery take?"});
+            if tx
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    });
+
+    // Meanwhile another visitor is answered as usual.
+    let mut other = Visitor::connect(&server.url()).await;
+    other.hello().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(other.ask("o1", "hello").await["source"]["id"], "greeting");
+
+    // The server gives up on the slow client: the gauge falls back to one.
+    let mut open = 2;
+    for _ in 0..100 {
+        open = connections(common::http_get(server.addr, "/metrics", &[]).await.body);
+        if open == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        open, 1,
+        "the client that stopped reading is still connected"
+    );
+    // What it is sent before its connection ends is far less than it asked.
+    let mut replies = 0;
+    while let Ok(Some(Ok(msg))) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.next()).await
+    {
+        if msg.to_text().is_ok_and(|t| t.contains("\"reply\"")) {
+            replies += 1;
+        }
+    }
+    let sent = sending.await.unwrap();
+    assert!(
+        replies < sent,
+        "{replies} replies reached a client that was not reading"
+    );
+    assert_eq!(other.ask("o2", "hello").await["source"]["id"], "greeting");
+    server.stop().await;
+}

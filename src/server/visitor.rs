@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -147,7 +147,12 @@ impl RateLimit {
 struct Session {
     app: App,
     conn: u64,
-    out: mpsc::Sender<Message>,
+    /// Frames to send once the current frame or event is handled.
+    out: Vec<Message>,
+    /// Frames `out` may hold while the client is not reading.
+    outbound_queue: usize,
+    /// How long a write may wait for the client to read.
+    write_timeout: Duration,
     /// Given to the hub once the session has a conversation, so agents can reach it.
     events: mpsc::Sender<VisitorEvent>,
     conversation: Option<Conversation>,
@@ -165,28 +170,11 @@ impl Drop for Session {
     }
 }
 
-async fn run(socket: WebSocket, app: App, conn: u64) {
-    let (mut sink, mut stream) = socket.split();
-    let (out, mut out_rx) = mpsc::channel::<Message>(app.config().limits.outbound_queue);
-    let writer = tokio::spawn(async move {
-        // Frames queued together (an ack and its reply) go out in one write.
-        'frames: while let Some(mut msg) = out_rx.recv().await {
-            loop {
-                let is_close = matches!(msg, Message::Close(_));
-                if sink.feed(msg).await.is_err() || is_close {
-                    break 'frames;
-                }
-                match out_rx.try_recv() {
-                    Ok(next) => msg = next,
-                    Err(_) => break,
-                }
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
+/// One visitor connection, in one task: it reads a frame (or takes an event
+/// from the agents' side), handles it, and writes what that queued before
+/// reading on. The frames a handled message produces (its ack and reply) go
+/// out in one write.
+async fn run(mut socket: WebSocket, app: App, conn: u64) {
     let idle = Duration::from_secs(app.config().limits.idle_timeout_secs);
     let mut limit = RateLimit::new(
         app.config().limits.frames_per_second,
@@ -194,10 +182,14 @@ async fn run(socket: WebSocket, app: App, conn: u64) {
     );
     let mut shutdown = app.inner.shutdown.clone();
     let (events, mut events_rx) = mpsc::channel::<VisitorEvent>(64);
+    let outbound_queue = app.config().limits.outbound_queue;
+    let write_timeout = Duration::from_secs(app.config().limits.write_timeout_secs);
     let mut session = Session {
         app,
         conn,
-        out,
+        out: Vec::new(),
+        outbound_queue,
+        write_timeout,
         events,
         conversation: None,
         offline: None,
@@ -205,68 +197,140 @@ async fn run(socket: WebSocket, app: App, conn: u64) {
     };
     session.app.metrics().connection(false, 1);
     tracing::debug!("connected");
+    // One timer for the whole session: a frame only notes when it came, and
+    // the timer, when it fires, checks whether the client has been quiet for
+    // the whole of `idle` or moves on to the new deadline.
+    let mut heard = tokio::time::Instant::now();
+    let quiet = tokio::time::sleep(idle);
+    tokio::pin!(quiet);
     loop {
         if *shutdown.borrow_and_update() {
             session.close(CLOSE_RESTART, "server restarting; reconnect");
-            break;
-        }
-        tokio::select! {
-            _ = shutdown.changed() => continue,
-            Some(event) = events_rx.recv() => session.on_event(event),
-            next = tokio::time::timeout(idle, stream.next()) => match next {
-                Err(_) => {
+        } else {
+            tokio::select! {
+                _ = shutdown.changed() => continue,
+                Some(event) = events_rx.recv() => session.on_event(event),
+                () = &mut quiet => {
+                    let due = heard + idle;
+                    if due > tokio::time::Instant::now() {
+                        quiet.as_mut().reset(due);
+                        continue;
+                    }
                     session.close(CLOSE_GOING_AWAY, "idle");
-                    break;
                 }
-                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break,
-                Ok(Some(Err(e))) => {
-                    tracing::debug!(error = %e, "websocket error");
-                    break;
+                next = socket.recv() => {
+                    heard = tokio::time::Instant::now();
+                    match next {
+                        None | Some(Ok(Message::Close(_))) => break,
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "websocket error");
+                            break;
+                        }
+                        Some(Ok(Message::Text(_) | Message::Binary(_))) if !limit.allow() => {
+                            session.send(FrameError::new(codes::RATE_LIMITED, "too many frames; slow down and send it again").frame());
+                        }
+                        // Handling a frame runs on the heap: its state (the engine's
+                        // decision, the store's reply) would otherwise sit in every
+                        // idle connection's task, which is sized for its largest state.
+                        Some(Ok(Message::Text(text))) => Box::pin(session.on_text(text.as_str())).await,
+                        Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
+                            Ok(text) => Box::pin(session.on_text(text)).await,
+                            Err(_) => session.send(FrameError::new(codes::BINARY_FRAME, "frames are UTF-8 JSON text").frame()),
+                        },
+                        Some(Ok(_)) => {}
+                    }
                 }
-                Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if !limit.allow() => {
-                    session.send(FrameError::new(codes::RATE_LIMITED, "too many frames; slow down and send it again").frame());
-                }
-                // Handling a frame runs on the heap: its state (the engine's
-                // decision, the store's reply) would otherwise sit in every
-                // idle connection's task, which is sized for its largest state.
-                Ok(Some(Ok(Message::Text(text)))) => Box::pin(session.on_text(text.as_str())).await,
-                Ok(Some(Ok(Message::Binary(bytes)))) => match std::str::from_utf8(&bytes) {
-                    Ok(text) => Box::pin(session.on_text(text)).await,
-                    Err(_) => session.send(FrameError::new(codes::BINARY_FRAME, "frames are UTF-8 JSON text").frame()),
-                },
-                Ok(Some(Ok(_))) => {}
             }
         }
-        if session.too_slow {
-            tracing::info!("client not reading; closing");
+        if !session.write_out(&mut socket, &mut events_rx).await {
             break;
         }
     }
+    if session.too_slow {
+        tracing::info!("client not reading; closing");
+    }
     session.app.metrics().connection(false, -1);
     drop(session);
-    let _ = writer.await;
+    // Completes the closing handshake when the client closed, or sends what a
+    // close left unsent; a client that does not read is not waited for long.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close()).await;
     tracing::debug!("disconnected");
 }
+
+/// How long an ending session waits to send its last frames.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Session {
     fn send(&mut self, frame: ServerFrame) {
         if self.too_slow {
             return;
         }
-        if self
-            .out
-            .try_send(Message::Text(frame.to_json().into()))
-            .is_err()
-        {
+        if self.out.len() >= self.outbound_queue {
             self.too_slow = true;
+            return;
         }
+        self.out.push(Message::Text(frame.to_json().into()));
     }
 
     fn close(&mut self, code: u16, reason: &'static str) {
-        let _ = self.out.try_send(Message::Close(Some(CloseFrame {
+        self.out.push(Message::Close(Some(CloseFrame {
             code,
             reason: reason.into(),
         })));
+    }
+
+    /// Writes the frames queued by handling a frame or an event, then
+    /// flushes them. While a client does not read, events from the agents'
+    /// side keep queueing; a client that reads nothing for `write_timeout`,
+    /// or lets `outbound_queue` frames pile up, is too slow. Returns whether
+    /// the session goes on: not after a close frame, a failed write or a
+    /// client too slow.
+    async fn write_out(
+        &mut self,
+        socket: &mut WebSocket,
+        events: &mut mpsc::Receiver<VisitorEvent>,
+    ) -> bool {
+        // Not started unless a write stalls: a sleep is only registered with
+        // the timer when first polled.
+        let stalled = tokio::time::sleep(self.write_timeout);
+        tokio::pin!(stalled);
+        while !self.out.is_empty() {
+            let mut frames = std::mem::take(&mut self.out);
+            let closing = frames.iter().any(|m| matches!(m, Message::Close(_)));
+            let written = {
+                let write = async {
+                    for frame in frames.drain(..) {
+                        socket.feed(frame).await?;
+                    }
+                    socket.flush().await
+                };
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        biased;
+                        done = &mut write => break done.is_ok(),
+                        Some(event) = events.recv() => {
+                            self.on_event(event);
+                            if self.too_slow {
+                                break false;
+                            }
+                        }
+                        () = &mut stalled => {
+                            self.too_slow = true;
+                            break false;
+                        }
+                    }
+                }
+            };
+            if !written || closing {
+                return false;
+            }
+            // The emptied buffer is kept for the next frames.
+            if self.out.is_empty() {
+                self.out = frames;
+            }
+        }
+        true
     }
 
     /// Something from an agent's side.
