@@ -414,3 +414,74 @@ async fn a_killed_server_keeps_the_queue_assignments_and_transcripts() {
     assert_eq!(count, 1, "stored once");
     server.kill();
 }
+
+/// The state of the server's end of a loopback TCP connection, as
+/// `/proc/net/tcp` gives it ("01" while established); `None` once it is gone.
+fn server_end_state(server_port: u16, client_port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+        (port(fields[1])? == server_port && port(fields[2])? == client_port)
+            .then(|| fields[3].to_string())
+    })
+}
+
+#[tokio::test]
+async fn an_agent_console_that_stops_reading_is_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.frames_per_second = 0;
+    let server = TestServer::start(cfg).await;
+    let token = server.add_agent("sam").await;
+    let (mut v, _) = queued_visitor(&server.url()).await;
+
+    // A console with a small receive buffer signs in, then reads nothing.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr).await.unwrap();
+    let client_port = tcp.local_addr().unwrap().port();
+    let (ws, _) = tokio_tungstenite::client_async(
+        server.agent_url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .expect("websocket connects");
+    let mut stuck = Agent::from_ws(ws);
+    stuck.send(json!({"type": "auth", "token": token})).await;
+    stuck.expect("welcome").await;
+    let established = || server_end_state(server.addr.port(), client_port).as_deref() == Some("01");
+    assert!(established());
+
+    // The queued visitor writes long messages (within the conversation's
+    // length limit), and each goes to every console: about 11 MB, which fills
+    // the socket's buffers (up to 4 MiB on loopback), then the console's queue.
+    let text = "x".repeat(12_000);
+    for i in 0..900 {
+        v.send(json!({"type": "message", "id": format!("long{i}"), "text": text}))
+            .await;
+        // Queue positions may come in between.
+        let ack = loop {
+            let f = v.recv().await;
+            if f["type"] != "queue" {
+                break f;
+            }
+        };
+        assert_eq!(ack["type"], "ack", "{ack}");
+        if !established() {
+            break;
+        }
+    }
+    // The server lets go of its end within moments of giving up on it.
+    for _ in 0..50 {
+        if !established() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        !established(),
+        "the server still holds the connection of a console that does not read"
+    );
+    server.stop().await;
+}

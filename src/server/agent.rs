@@ -109,7 +109,7 @@ async fn run(socket: WebSocket, app: App, ip: IpAddr, conn: u64) {
     let Some((name, admin)) = name else {
         close(&out, CLOSE_POLICY, "not signed in");
         drop(out);
-        let _ = writer.await;
+        let_go(writer).await;
         return;
     };
     tracing::info!(agent = %name, "agent signed in");
@@ -186,7 +186,23 @@ async fn run(socket: WebSocket, app: App, ip: IpAddr, conn: u64) {
     app.metrics().connection(true, -1);
     tracing::info!(agent = %name, "agent signed out");
     drop(session);
-    let _ = writer.await;
+    let_go(writer).await;
+}
+
+/// How long an ending session's writer may take to send what is queued.
+const WRITER_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits for the writer to send the frames still queued and close the
+/// socket; a console that does not read would hold it, and with it the
+/// socket, for as long as it stays connected, so it is stopped after
+/// [`WRITER_GRACE`], which drops the socket.
+async fn let_go(mut writer: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(WRITER_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
 /// The verdict on a presented token.

@@ -228,6 +228,14 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// A client over a websocket connected some other way.
+    pub fn from_ws(ws: Ws) -> Agent {
+        Agent {
+            ws,
+            pending: Vec::new(),
+        }
+    }
+
     /// Connects without signing in.
     pub async fn connect(url: &str) -> Agent {
         let (ws, _) = tokio_tungstenite::connect_async(url)
