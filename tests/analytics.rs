@@ -417,6 +417,12 @@ async fn metrics_parse_as_prometheus_text() {
     assert_eq!(get("frontdesk_content_intents{}"), 3.0);
     // Every decision was timed.
     assert_eq!(get("frontdesk_decision_seconds{}"), 4.0);
+    // So was every group commit: at least the conversation, its four turns
+    // and its closing, each measured once for its time and once for its size.
+    let commits = get("frontdesk_store_commit_seconds{}");
+    assert!(commits >= 6.0, "{commits} commits");
+    assert_eq!(get("frontdesk_store_commit_jobs{}"), commits);
+    assert_eq!(get("frontdesk_store_wal_restart_seconds{}"), 0.0);
     assert!(scrape
         .docs
         .get("frontdesk_decision_seconds")

@@ -18,7 +18,7 @@ const REASONS: [EscalationReason; 5] = [
 /// Outcomes counted when conversations close.
 pub const OUTCOMES: [&str; 4] = ["deflected", "escalated", "unanswered", "no_question"];
 
-/// A histogram with fixed upper bounds (in seconds).
+/// A histogram with fixed upper bounds (seconds for durations).
 pub struct Histogram {
     bounds: &'static [f64],
     counts: Vec<AtomicU64>,
@@ -101,7 +101,9 @@ impl Default for Metrics {
 }
 
 /// Values the metrics read from elsewhere at exposition time.
-pub struct Gauges {
+pub struct Gauges<'a> {
+    /// The store's writer: its commits' durations and sizes.
+    pub store: &'a crate::store::WriterStats,
     pub agents_online: usize,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
@@ -159,7 +161,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (version 0.0.4).
-    pub fn render(&self, g: &Gauges) -> String {
+    pub fn render(&self, g: &Gauges<'_>) -> String {
         let mut out = String::with_capacity(4096);
         let o = &mut out;
         header(
@@ -257,6 +259,31 @@ impl Metrics {
         );
         self.queue_wait_seconds
             .write(o, "frontdesk_queue_wait_seconds");
+        header(
+            o,
+            "frontdesk_store_commit_seconds",
+            "histogram",
+            "Time a group commit took, from its first statement to being on disk; replies wait for it.",
+        );
+        g.store
+            .commit_seconds
+            .write(o, "frontdesk_store_commit_seconds");
+        header(
+            o,
+            "frontdesk_store_commit_jobs",
+            "histogram",
+            "Writes (mostly turns) stored together in one group commit.",
+        );
+        g.store.group_jobs.write(o, "frontdesk_store_commit_jobs");
+        header(
+            o,
+            "frontdesk_store_wal_restart_seconds",
+            "histogram",
+            "Time each restart of the write-ahead log held commits back.",
+        );
+        g.store
+            .wal_restart_seconds
+            .write(o, "frontdesk_store_wal_restart_seconds");
         header(
             o,
             "frontdesk_queue_length",

@@ -461,6 +461,7 @@ async fn metrics(State(app): State<App>) -> Response {
     let content = app.content();
     let reloads = &app.inner.reloads;
     let body = app.metrics().render(&crate::analytics::Gauges {
+        store: app.store().stats(),
         agents_online: app.inner.hub.online().len(),
         reloads_ok: reloads.ok.load(std::sync::atomic::Ordering::Relaxed),
         reloads_failed: reloads.failed.load(std::sync::atomic::Ordering::Relaxed),

@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::analytics::metrics::Histogram;
 use crate::config::{StoreConfig, Synchronous};
 use crate::protocol::HistoryEntry;
 
@@ -56,6 +57,33 @@ struct Ran {
 #[derive(Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Job>,
+    stats: Arc<WriterStats>,
+}
+
+/// What the writer thread measures of its own work, for `/metrics`: a
+/// reply's latency is mostly the wait for its group's commit.
+pub struct WriterStats {
+    /// From a group's first statement to its commit being durable (synced
+    /// when `synchronous = "full"`).
+    pub commit_seconds: Histogram,
+    /// Jobs (mostly turns) per group commit.
+    pub group_jobs: Histogram,
+    /// How long each restart of the log held commits back.
+    pub wal_restart_seconds: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            commit_seconds: Histogram::new(&[
+                0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            group_jobs: Histogram::new(&[
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
+            wal_restart_seconds: Histogram::new(&[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+        }
+    }
 }
 
 /// Owns the writer thread; [`WriterGuard::join`] waits until every job sent
@@ -192,10 +220,12 @@ impl Store {
 
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let max_batch = cfg.max_batch;
+        let stats = Arc::new(WriterStats::default());
+        let measured = stats.clone();
         let thread = std::thread::Builder::new()
             .name("frontdesk-store".into())
             .spawn(move || {
-                writer(&conn, rx, max_batch, &restart);
+                writer(&conn, rx, max_batch, &restart, &measured);
                 // Every handle is gone: stop checkpointing beside the writer,
                 // then checkpoint everything so the database file stands alone.
                 drop(stop);
@@ -204,11 +234,16 @@ impl Store {
             })
             .map_err(|source| StoreError::Io { path, source })?;
         Ok((
-            Store { jobs: tx },
+            Store { jobs: tx, stats },
             WriterGuard {
                 thread: Some(thread),
             },
         ))
+    }
+
+    /// What the writer has measured of its commits.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     /// Runs `f` on the writer's connection inside the next group commit and
@@ -704,12 +739,14 @@ fn checkpointer(
 /// is waited for 5 ms at most; then the restart is left to the checkpointer's
 /// next request, so a long read costs commits at most 5 ms every
 /// [`RESTART_RETRY`].
-fn restart_wal(conn: &Connection) {
+fn restart_wal(conn: &Connection, stats: &WriterStats) {
     let started = std::time::Instant::now();
     let _ = conn.busy_timeout(std::time::Duration::from_millis(5));
     let result = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
     let _ = conn.busy_timeout(BUSY_TIMEOUT);
-    let took_ms = started.elapsed().as_millis() as u64;
+    let took = started.elapsed();
+    stats.wal_restart_seconds.observe(took.as_secs_f64());
+    let took_ms = took.as_millis() as u64;
     match result {
         Ok(0) => tracing::debug!(took_ms, "WAL started over"),
         Ok(_) => tracing::debug!(took_ms, "a reader holds the WAL; it starts over later"),
@@ -717,10 +754,17 @@ fn restart_wal(conn: &Connection) {
     }
 }
 
-fn writer(conn: &Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, restart: &AtomicBool) {
+fn writer(
+    conn: &Connection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    restart: &AtomicBool,
+    stats: &WriterStats,
+) {
     yield_on_wakeup();
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
+        let started = std::time::Instant::now();
         batch.push(first);
         while batch.len() < max_batch {
             match rx.try_recv() {
@@ -748,11 +792,15 @@ fn writer(conn: &Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, rest
             tracing::error!(error = %e, jobs = completions.len(), "commit failed; nothing in this batch is acknowledged");
             let _ = conn.execute_batch("ROLLBACK");
         }
+        stats
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        stats.group_jobs.observe(completions.len() as f64);
         for done in completions {
             done(commit.clone());
         }
         if restart.swap(false, Ordering::Relaxed) {
-            restart_wal(conn);
+            restart_wal(conn, stats);
         }
     }
 }
