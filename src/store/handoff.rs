@@ -582,8 +582,7 @@ fn agent_conversation(c: &Connection, id: &str) -> Result<Option<AgentConversati
         return Ok(None);
     };
     let mut stmt = c.prepare_cached(
-        "SELECT d.explanation FROM messages m JOIN decisions d ON d.answer_id = m.answer_id
-         WHERE m.conversation_id = ?1 AND m.answer_id = ?2",
+        "SELECT explanation FROM decisions WHERE conversation_id = ?1 AND answer_id = ?2",
     )?;
     for entry in super::history(c, id)? {
         let explanation = match &entry.answer_id {

@@ -491,10 +491,12 @@ fn queue_position(c: &Connection, id: &str) -> rusqlite::Result<Option<u32>> {
 fn close(c: &Connection, conversation_id: &str, closed_by: &str) -> Result<String, StoreError> {
     let (reason, answers, fallbacks): (Option<String>, i64, i64) = c.query_row(
         "SELECT escalation_reason,
-                (SELECT COUNT(*) FROM messages m JOIN decisions d ON d.answer_id = m.answer_id
+                (SELECT COUNT(*) FROM messages m
+                 JOIN decisions d ON d.answer_id = COALESCE(m.reply_answer_id, m.answer_id)
                  WHERE m.conversation_id = ?1 AND d.kind = 'answer' AND d.smalltalk = 0
                  AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.answer_id = d.answer_id AND f.helpful = 0)),
-                (SELECT COUNT(*) FROM messages m JOIN decisions d ON d.answer_id = m.answer_id
+                (SELECT COUNT(*) FROM messages m
+                 JOIN decisions d ON d.answer_id = COALESCE(m.reply_answer_id, m.answer_id)
                  WHERE m.conversation_id = ?1 AND d.kind = 'fallback')
          FROM conversations WHERE id = ?1",
         [conversation_id],
@@ -828,34 +830,63 @@ fn load_conversation(c: &Connection, id: &str) -> Result<Option<StoredConversati
     Ok(Some(conv))
 }
 
-/// A conversation's messages in order, with the bot's decisions.
+/// A conversation's messages in order, with the bot's decisions. A row
+/// holding a turn (a visitor's message and the bot's reply to it) gives two
+/// entries: the message, then the reply.
 fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, d.kind, d.source_json, d.quick_replies, m.author
-         FROM messages m LEFT JOIN decisions d ON d.answer_id = m.answer_id
+        "SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, d.kind, d.source_json, d.quick_replies, m.author,
+                m.reply_text, m.reply_answer_id, r.kind, r.source_json, r.quick_replies
+         FROM messages m
+         LEFT JOIN decisions d ON d.answer_id = m.answer_id
+         LEFT JOIN decisions r ON r.answer_id = m.reply_answer_id
          WHERE m.conversation_id = ?1 ORDER BY m.seq",
     )?;
-    let rows = stmt.query_map([id], |r| {
+    let mut rows = stmt.query([id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
         let role: String = r.get(0)?;
-        let kind: Option<String> = r.get(5)?;
-        let source: Option<String> = r.get(6)?;
-        let quick: Option<String> = r.get(7)?;
-        Ok(HistoryEntry {
+        let at: i64 = r.get(2)?;
+        out.push(HistoryEntry {
             // Only the visitor's own message ids mean anything to the visitor.
             id: if role == "visitor" { r.get(3)? } else { None },
             role,
             text: r.get(1)?,
-            at: r.get(2)?,
+            at,
             answer_id: r.get(4)?,
-            kind: kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok()),
-            source: source.and_then(|s| serde_json::from_str(&s).ok()),
-            quick_replies: quick
-                .and_then(|q| serde_json::from_str(&q).ok())
-                .unwrap_or_default(),
+            kind: decision_kind(r.get(5)?),
+            source: r
+                .get::<_, Option<String>>(6)?
+                .and_then(|s| serde_json::from_str(&s).ok()),
+            quick_replies: quick_replies(r.get(7)?),
             name: r.get(8)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        });
+        if let Some(text) = r.get::<_, Option<String>>(9)? {
+            out.push(HistoryEntry {
+                id: None,
+                role: "bot".into(),
+                text,
+                at,
+                answer_id: r.get(10)?,
+                kind: decision_kind(r.get(11)?),
+                source: r
+                    .get::<_, Option<String>>(12)?
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+                quick_replies: quick_replies(r.get(13)?),
+                name: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn decision_kind(kind: Option<String>) -> Option<crate::engine::Kind> {
+    kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok())
+}
+
+fn quick_replies(json: Option<String>) -> Vec<crate::engine::QuickReply> {
+    json.and_then(|q| serde_json::from_str(&q).ok())
+        .unwrap_or_default()
 }
 
 /// Stores a turn. `wrote` is set after the first write, which is the one that
@@ -863,11 +894,16 @@ fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
 fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome, StoreError> {
     let now = now_ms();
     if let Some((client_id, text)) = &t.visitor {
+        // The reply, if any, goes in the same row (migration 5).
+        let (reply_text, reply_answer_id) = match &t.reply {
+            Some(r) => (Some(&r.text), Some(&r.answer_id)),
+            None => (None, None),
+        };
         let inserted = exec(
             c,
-            "INSERT OR IGNORE INTO messages (conversation_id, client_id, role, text, created_at)
-             VALUES (?1, ?2, 'visitor', ?3, ?4)",
-            (&t.conversation_id, client_id, text, now),
+            "INSERT OR IGNORE INTO messages (conversation_id, client_id, role, text, created_at, reply_text, reply_answer_id)
+             VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6)",
+            (&t.conversation_id, client_id, text, now, reply_text, reply_answer_id),
         )?;
         if inserted == 0 {
             return Ok(TurnOutcome::Duplicate);
@@ -876,16 +912,18 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
     if let Some(r) = &t.reply {
-        // The bot's message goes first: when the turn has no visitor message,
-        // it is the write whose foreign key fails for a deleted conversation
-        // (decisions have none), before anything is written.
-        exec(
-            c,
-            "INSERT INTO messages (conversation_id, role, text, created_at, answer_id)
-             VALUES (?1, 'bot', ?2, ?3, ?4)",
-            (&t.conversation_id, &r.text, now, &r.answer_id),
-        )?;
-        *wrote = true;
+        if t.visitor.is_none() {
+            // A reply to no message has a row of its own. It goes before the
+            // decision: it is the write whose foreign key fails for a deleted
+            // conversation (decisions have none), before anything is written.
+            exec(
+                c,
+                "INSERT INTO messages (conversation_id, role, text, created_at, answer_id)
+                 VALUES (?1, 'bot', ?2, ?3, ?4)",
+                (&t.conversation_id, &r.text, now, &r.answer_id),
+            )?;
+            *wrote = true;
+        }
         let source_json = r
             .source
             .as_ref()
@@ -1000,7 +1038,68 @@ mod tests {
         let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
         let texts: Vec<&str> = conv.history.iter().map(|h| h.text.as_str()).collect();
         assert_eq!(texts, ["hello", "re: hello"]);
+        assert_eq!(conv.history[0].role, "visitor");
+        assert_eq!(conv.history[0].id.as_deref(), Some("m1"));
+        assert_eq!(conv.history[1].role, "bot");
+        assert_eq!(conv.history[1].id, None);
         assert_eq!(conv.history[1].kind, Some(Kind::Answer));
+        assert_eq!(conv.history[1].answer_id.as_deref(), Some("a-m1"));
+        // The turn is one row: the reply sits in the message's own.
+        assert_eq!(scalar(&store, "SELECT COUNT(*) FROM messages").await, 1);
+        drop(store);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn turns_stored_before_and_after_one_row_turns_read_alike() {
+        let (_dir, store, guard) = open_with(&["c1"]).await;
+        // As turns were stored before migration 5: the bot's reply in a row
+        // of its own.
+        store
+            .run(|c| {
+                c.execute_batch(
+                    "INSERT INTO messages (conversation_id, client_id, role, text, created_at)
+                         VALUES ('c1', 'old', 'visitor', 'before', 1);
+                     INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, explanation, created_at)
+                         VALUES ('a-old', 'c1', last_insert_rowid(), 'fallback', '{}', 1);
+                     INSERT INTO messages (conversation_id, role, text, created_at, answer_id)
+                         VALUES ('c1', 'bot', 're: before', 1, 'a-old');",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        store.store_turn(turn("c1", "m1", "after")).await.unwrap();
+        let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
+        let entries: Vec<(&str, &str, Option<&str>, Option<Kind>)> = conv
+            .history
+            .iter()
+            .map(|h| {
+                (
+                    h.role.as_str(),
+                    h.text.as_str(),
+                    h.answer_id.as_deref(),
+                    h.kind,
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("visitor", "before", None, None),
+                ("bot", "re: before", Some("a-old"), Some(Kind::Fallback)),
+                ("visitor", "after", None, None),
+                ("bot", "re: after", Some("a-m1"), Some(Kind::Answer)),
+            ]
+        );
+        // Closing counts both kinds of row: the new turn's answer deflects.
+        assert_eq!(
+            store.close_conversation("c1".into()).await.unwrap(),
+            "deflected"
+        );
+        // Forgetting the conversation deletes both decisions.
+        assert!(store.forget("c1".into()).await.unwrap());
+        assert_eq!(scalar(&store, "SELECT COUNT(*) FROM decisions").await, 0);
         drop(store);
         guard.join();
     }
@@ -1083,11 +1182,12 @@ mod tests {
     #[tokio::test]
     async fn a_turn_failing_half_way_rolls_back_its_batch() {
         let (_dir, store, guard) = open_with(&["c1"]).await;
-        // The bot's message fails after the visitor's was written.
+        // The decision fails after the visitor's message (and the reply in
+        // its row) was written.
         store
             .run(|c| {
                 c.execute_batch(
-                    "CREATE TRIGGER no_bots BEFORE INSERT ON messages WHEN NEW.role = 'bot'
+                    "CREATE TRIGGER no_decisions BEFORE INSERT ON decisions
                      BEGIN SELECT RAISE(ABORT, 'refused'); END;",
                 )?;
                 Ok(())
@@ -1096,7 +1196,7 @@ mod tests {
             .unwrap();
         assert!(store.store_turn(turn("c1", "m1", "half")).await.is_err());
         store
-            .run(|c| Ok(c.execute_batch("DROP TRIGGER no_bots")?))
+            .run(|c| Ok(c.execute_batch("DROP TRIGGER no_decisions")?))
             .await
             .unwrap();
         let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();

@@ -139,6 +139,24 @@ const MIGRATIONS: &[&str] = &[
         DELETE FROM decisions WHERE answer_id IN
             (SELECT answer_id FROM messages WHERE conversation_id = OLD.id AND answer_id IS NOT NULL);
     END;",
+    // 5: a turn in one row. The bot's reply to a visitor's message is kept in
+    // the message's own row (`reply_text`, and `reply_answer_id` for its
+    // decision) instead of a row of its own: the bot's row was a second entry
+    // in the conversation's index leaf and a second row in the table for
+    // every turn, about a third of the writer's time (docs/benchmarks.md,
+    // seventh round). A bot message with no visitor message before it still
+    // has a row of its own (role 'bot', `answer_id`). Existing rows stay as
+    // they are. The trigger deleting a conversation's decisions finds them
+    // through both columns.
+    "ALTER TABLE messages ADD COLUMN reply_text TEXT;
+    ALTER TABLE messages ADD COLUMN reply_answer_id TEXT;
+    DROP TRIGGER conversations_delete_decisions;
+    CREATE TRIGGER conversations_delete_decisions BEFORE DELETE ON conversations BEGIN
+        DELETE FROM decisions WHERE answer_id IN
+            (SELECT answer_id FROM messages WHERE conversation_id = OLD.id AND answer_id IS NOT NULL
+             UNION ALL
+             SELECT reply_answer_id FROM messages WHERE conversation_id = OLD.id AND reply_answer_id IS NOT NULL);
+    END;",
 ];
 
 /// The schema version this build writes.
