@@ -437,16 +437,8 @@ async fn an_agent_console_that_stops_reading_is_let_go() {
     let (mut v, _) = queued_visitor(&server.url()).await;
 
     // A console with a small receive buffer signs in, then reads nothing.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(server.addr).await.unwrap();
-    let client_port = tcp.local_addr().unwrap().port();
-    let (ws, _) = tokio_tungstenite::client_async(
-        server.agent_url(),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-    )
-    .await
-    .expect("websocket connects");
+    let (ws, client_port) =
+        common::connect_with_small_receive_buffer(server.addr, server.agent_url()).await;
     let mut stuck = Agent::from_ws(ws);
     stuck.send(json!({"type": "auth", "token": token})).await;
     stuck.expect("welcome").await;

@@ -724,15 +724,7 @@ async fn a_client_that_stops_reading_is_closed_and_holds_up_no_one() {
     // and then the server's send buffer (up to 4 MiB on loopback), and the
     // server's writes stall.
     const SENT_AT_MOST: u32 = 30_000;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(server.addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(
-        server.url(),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-    )
-    .await
-    .expect("websocket connects");
+    let (ws, _) = common::connect_with_small_receive_buffer(server.addr, server.url()).await;
     let mut slow = Visitor { ws };
     slow.hello().await;
     let (mut tx, mut rx) = slow.ws.split();

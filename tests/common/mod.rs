@@ -146,6 +146,20 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A websocket to `url` on `addr` over a socket with a 4 KiB receive buffer,
+/// which a client that does not read fills after a few frames; with the
+/// socket's local port, to find the connection in `/proc/net/tcp`.
+pub async fn connect_with_small_receive_buffer(addr: SocketAddr, url: String) -> (Ws, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+        .await
+        .expect("websocket connects");
+    (ws, port)
+}
+
 /// A visitor's websocket client.
 pub struct Visitor {
     pub ws: Ws,
