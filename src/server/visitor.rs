@@ -147,12 +147,9 @@ impl RateLimit {
 struct Session {
     app: App,
     conn: u64,
-    /// Frames to send once the current frame or event is handled.
+    /// Frames to send once the current frame or event is handled; at most
+    /// `limits.outbound_queue` while the client is not reading.
     out: Vec<Message>,
-    /// Frames `out` may hold while the client is not reading.
-    outbound_queue: usize,
-    /// How long a write may wait for the client to read.
-    write_timeout: Duration,
     /// Given to the hub once the session has a conversation, so agents can reach it.
     events: mpsc::Sender<VisitorEvent>,
     conversation: Option<Conversation>,
@@ -182,14 +179,10 @@ async fn run(mut socket: WebSocket, app: App, conn: u64) {
     );
     let mut shutdown = app.inner.shutdown.clone();
     let (events, mut events_rx) = mpsc::channel::<VisitorEvent>(64);
-    let outbound_queue = app.config().limits.outbound_queue;
-    let write_timeout = Duration::from_secs(app.config().limits.write_timeout_secs);
     let mut session = Session {
         app,
         conn,
         out: Vec::new(),
-        outbound_queue,
-        write_timeout,
         events,
         conversation: None,
         offline: None,
@@ -265,7 +258,7 @@ impl Session {
         if self.too_slow {
             return;
         }
-        if self.out.len() >= self.outbound_queue {
+        if self.out.len() >= self.app.config().limits.outbound_queue {
             self.too_slow = true;
             return;
         }
@@ -281,8 +274,9 @@ impl Session {
 
     /// Writes the frames queued by handling a frame or an event, then
     /// flushes them. While a client does not read, events from the agents'
-    /// side keep queueing; a client that reads nothing for `write_timeout`,
-    /// or lets `outbound_queue` frames pile up, is too slow. Returns whether
+    /// side keep queueing; a client that reads nothing for
+    /// `limits.write_timeout_secs`, or lets `limits.outbound_queue` frames
+    /// pile up, is too slow. Returns whether
     /// the session goes on: not after a close frame, a failed write or a
     /// client too slow.
     async fn write_out(
@@ -292,7 +286,9 @@ impl Session {
     ) -> bool {
         // Not started unless a write stalls: a sleep is only registered with
         // the timer when first polled.
-        let stalled = tokio::time::sleep(self.write_timeout);
+        let stalled = tokio::time::sleep(Duration::from_secs(
+            self.app.config().limits.write_timeout_secs,
+        ));
         tokio::pin!(stalled);
         while !self.out.is_empty() {
             let mut frames = std::mem::take(&mut self.out);

@@ -847,6 +847,7 @@ fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     while let Some(r) = rows.next()? {
         let role: String = r.get(0)?;
         let at: i64 = r.get(2)?;
+        let (kind, source, quick_replies) = decision_columns(r, 5)?;
         out.push(HistoryEntry {
             // Only the visitor's own message ids mean anything to the visitor.
             id: if role == "visitor" { r.get(3)? } else { None },
@@ -854,25 +855,22 @@ fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
             text: r.get(1)?,
             at,
             answer_id: r.get(4)?,
-            kind: decision_kind(r.get(5)?),
-            source: r
-                .get::<_, Option<String>>(6)?
-                .and_then(|s| serde_json::from_str(&s).ok()),
-            quick_replies: quick_replies(r.get(7)?),
+            kind,
+            source,
+            quick_replies,
             name: r.get(8)?,
         });
         if let Some(text) = r.get::<_, Option<String>>(9)? {
+            let (kind, source, quick_replies) = decision_columns(r, 11)?;
             out.push(HistoryEntry {
                 id: None,
                 role: "bot".into(),
                 text,
                 at,
                 answer_id: r.get(10)?,
-                kind: decision_kind(r.get(11)?),
-                source: r
-                    .get::<_, Option<String>>(12)?
-                    .and_then(|s| serde_json::from_str(&s).ok()),
-                quick_replies: quick_replies(r.get(13)?),
+                kind,
+                source,
+                quick_replies,
                 name: None,
             });
         }
@@ -880,13 +878,26 @@ fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     Ok(out)
 }
 
-fn decision_kind(kind: Option<String>) -> Option<crate::engine::Kind> {
-    kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok())
-}
-
-fn quick_replies(json: Option<String>) -> Vec<crate::engine::QuickReply> {
-    json.and_then(|q| serde_json::from_str(&q).ok())
-        .unwrap_or_default()
+/// A decision's kind, source and quick replies, from its three columns
+/// starting at `first` (all null when the row has no decision).
+fn decision_columns(
+    r: &rusqlite::Row<'_>,
+    first: usize,
+) -> rusqlite::Result<(
+    Option<crate::engine::Kind>,
+    Option<crate::engine::Source>,
+    Vec<crate::engine::QuickReply>,
+)> {
+    let kind: Option<String> = r.get(first)?;
+    let source: Option<String> = r.get(first + 1)?;
+    let quick: Option<String> = r.get(first + 2)?;
+    Ok((
+        kind.and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok()),
+        source.and_then(|s| serde_json::from_str(&s).ok()),
+        quick
+            .and_then(|q| serde_json::from_str(&q).ok())
+            .unwrap_or_default(),
+    ))
 }
 
 /// Stores a turn. `wrote` is set after the first write, which is the one that
