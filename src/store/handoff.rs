@@ -140,8 +140,26 @@ fn system_message(
 ) -> rusqlite::Result<usize> {
     exec(
         c,
-        "INSERT INTO messages (conversation_id, role, text, created_at, author) VALUES (?1, 'system', ?2, ?3, ?4)",
+        "INSERT INTO messages (conversation_id, role, text, created_at, author, prev_seq)
+         VALUES (?1, 'system', ?2, ?3, ?4, (SELECT last_seq FROM conversations WHERE id = ?1))",
         (id, text, at, author),
+    )
+}
+
+/// Stores an agent's message (`client_id` not stored in the conversation yet).
+fn insert_agent_message(
+    c: &Connection,
+    conversation_id: &str,
+    client_id: &str,
+    text: &str,
+    at: i64,
+    agent: &str,
+) -> rusqlite::Result<usize> {
+    exec(
+        c,
+        "INSERT INTO messages (conversation_id, client_id, role, text, created_at, author, prev_seq)
+         VALUES (?1, ?2, 'agent', ?3, ?4, ?5, (SELECT last_seq FROM conversations WHERE id = ?1))",
+        (conversation_id, client_id, text, at, agent),
     )
 }
 
@@ -152,10 +170,18 @@ impl Store {
             let now = now_ms();
             let mut stmt = c.prepare_cached(
                 "SELECT c.id, c.escalation_reason, c.priority, c.queued_at,
-                        (SELECT m.text FROM messages m WHERE m.conversation_id = c.id AND m.role = 'visitor'
-                         ORDER BY m.seq DESC LIMIT 1),
-                        (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id AND m.role = 'visitor'
-                         AND m.created_at >= c.queued_at)
+                        (WITH RECURSIVE chain(seq) AS (
+                             SELECT c.last_seq UNION ALL
+                             SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
+                             WHERE m.prev_seq IS NOT NULL)
+                         SELECT m.text FROM chain JOIN messages m ON m.seq = chain.seq
+                         WHERE m.role = 'visitor' ORDER BY m.seq DESC LIMIT 1),
+                        (WITH RECURSIVE chain(seq) AS (
+                             SELECT c.last_seq UNION ALL
+                             SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
+                             WHERE m.prev_seq IS NOT NULL AND m.created_at >= c.queued_at)
+                         SELECT COUNT(*) FROM chain JOIN messages m ON m.seq = chain.seq
+                         WHERE m.role = 'visitor' AND m.created_at >= c.queued_at)
                  FROM conversations c WHERE c.state = 'queued'
                  ORDER BY c.priority DESC, c.queued_at, c.id",
             )?;
@@ -296,15 +322,11 @@ impl Store {
                 return Ok(Err(r));
             }
             let now = now_ms();
-            let inserted = exec(
-                c,
-                "INSERT OR IGNORE INTO messages (conversation_id, client_id, role, text, created_at, author)
-                 VALUES (?1, ?2, 'agent', ?3, ?4, ?5)",
-                (&conversation_id, format!("agent:{agent}:{client_id}"), &text, now, &agent),
-            )?;
-            if inserted == 0 {
+            let client_id = format!("agent:{agent}:{client_id}");
+            if !super::known::first_time(c, &conversation_id, &client_id)? {
                 return Ok(Ok(Written::Duplicate));
             }
+            insert_agent_message(c, &conversation_id, &client_id, &text, now, &agent)?;
             exec(
                 c,
                 "UPDATE conversations SET updated_at = ?2 WHERE id = ?1",
@@ -466,12 +488,10 @@ impl Store {
                 (&ticket_id, &text, &agent, now),
             )?;
             if let Some(conv) = &t.conversation_id {
-                exec(
-                    c,
-                    "INSERT OR IGNORE INTO messages (conversation_id, client_id, role, text, created_at, author)
-                     VALUES (?1, ?2, 'agent', ?3, ?4, ?5)",
-                    (conv, format!("ticket:{ticket_id}"), &text, now, &agent),
-                )?;
+                let client_id = format!("ticket:{ticket_id}");
+                if super::known::first_time(c, conv, &client_id)? {
+                    insert_agent_message(c, conv, &client_id, &text, now, &agent)?;
+                }
             }
             Ok(ticket(c, &ticket_id)?.ok_or(Refusal::UnknownTicket))
         })

@@ -4,7 +4,25 @@
 //! others, and every caller hears back only after the commit, so an `ack`
 //! always means "on disk".
 
+/// A statement over the messages of conversation `?1`, which it reaches
+/// through the conversation's chain (migration 6): the `chain` table holds
+/// their `seq`s, newest first.
+macro_rules! chain {
+    ($statement:literal) => {
+        concat!(
+            "WITH RECURSIVE chain(seq) AS (
+                SELECT last_seq FROM conversations WHERE id = ?1
+                UNION ALL
+                SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
+                WHERE m.prev_seq IS NOT NULL) ",
+            $statement
+        )
+    };
+}
+pub(crate) use chain;
+
 mod handoff;
+mod known;
 mod schema;
 
 pub use handoff::{
@@ -380,13 +398,8 @@ impl Store {
     /// Deletes one conversation and everything stored with it (messages,
     /// decisions, feedback). Returns whether it existed.
     pub async fn forget(&self, conversation_id: String) -> Result<bool, StoreError> {
-        self.run(move |c| {
-            Ok(c.execute(
-                "DELETE FROM conversations WHERE id = ?1",
-                [&conversation_id],
-            )? > 0)
-        })
-        .await
+        self.run(move |c| delete_conversation(c, &conversation_id))
+            .await
     }
 
     /// Deletes conversations not updated since `before_ms`, with everything
@@ -394,12 +407,15 @@ impl Store {
     /// many conversations.
     pub async fn purge_before(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.run(move |c| {
-            let n = c.execute(
-                "DELETE FROM conversations WHERE updated_at < ?1",
-                [before_ms],
-            )?;
+            let ids: Vec<String> = c
+                .prepare_cached("SELECT id FROM conversations WHERE updated_at < ?1")?
+                .query_map([before_ms], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &ids {
+                delete_conversation(c, id)?;
+            }
             c.execute("DELETE FROM tickets WHERE created_at < ?1", [before_ms])?;
-            Ok(n)
+            Ok(ids.len())
         })
         .await
     }
@@ -426,7 +442,7 @@ impl Store {
                 .prepare_cached(
                     "SELECT id FROM conversations c WHERE state = 'bot' AND updated_at < ?1
                      AND NOT EXISTS (SELECT 1 FROM messages m
-                                     WHERE m.conversation_id = c.id AND m.created_at >= ?1)
+                                     WHERE m.seq = c.last_seq AND m.created_at >= ?1)
                      LIMIT 10000",
                 )?
                 .query_map([before_ms], |r| r.get(0))?
@@ -457,7 +473,8 @@ impl Store {
             if n > 0 {
                 exec(
                     c,
-                    "INSERT INTO messages (conversation_id, role, text, created_at) VALUES (?1, 'system', 'conversation reopened', ?2)",
+                    "INSERT INTO messages (conversation_id, role, text, created_at, prev_seq)
+                     VALUES (?1, 'system', 'conversation reopened', ?2, (SELECT last_seq FROM conversations WHERE id = ?1))",
                     (&conversation_id, now),
                 )?;
             }
@@ -465,6 +482,31 @@ impl Store {
         })
         .await
     }
+}
+
+/// Deletes a conversation and everything stored with it: its messages and
+/// their decisions (found through the conversation's chain), then the
+/// conversation, whose foreign keys take its feedback, notes and tickets.
+/// Returns whether it existed.
+fn delete_conversation(c: &Connection, id: &str) -> Result<bool, StoreError> {
+    exec(
+        c,
+        chain!(
+            "DELETE FROM decisions WHERE answer_id IN
+                 (SELECT m.answer_id FROM chain JOIN messages m ON m.seq = chain.seq
+                  WHERE m.answer_id IS NOT NULL
+                  UNION ALL
+                  SELECT m.reply_answer_id FROM chain JOIN messages m ON m.seq = chain.seq
+                  WHERE m.reply_answer_id IS NOT NULL)"
+        ),
+        [id],
+    )?;
+    exec(
+        c,
+        chain!("DELETE FROM messages WHERE seq IN (SELECT seq FROM chain)"),
+        [id],
+    )?;
+    Ok(exec(c, "DELETE FROM conversations WHERE id = ?1", [id])? > 0)
 }
 
 /// The conversation's place in the queue: sensitive first, then by longest wait.
@@ -490,15 +532,15 @@ fn queue_position(c: &Connection, id: &str) -> rusqlite::Result<Option<u32>> {
 /// otherwise no question was asked.
 fn close(c: &Connection, conversation_id: &str, closed_by: &str) -> Result<String, StoreError> {
     let (reason, answers, fallbacks): (Option<String>, i64, i64) = c.query_row(
-        "SELECT escalation_reason,
-                (SELECT COUNT(*) FROM messages m
+        chain!("SELECT escalation_reason,
+                (SELECT COUNT(*) FROM chain JOIN messages m ON m.seq = chain.seq
                  JOIN decisions d ON d.answer_id = COALESCE(m.reply_answer_id, m.answer_id)
-                 WHERE m.conversation_id = ?1 AND d.kind = 'answer' AND d.smalltalk = 0
+                 WHERE d.kind = 'answer' AND d.smalltalk = 0
                  AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.answer_id = d.answer_id AND f.helpful = 0)),
-                (SELECT COUNT(*) FROM messages m
+                (SELECT COUNT(*) FROM chain JOIN messages m ON m.seq = chain.seq
                  JOIN decisions d ON d.answer_id = COALESCE(m.reply_answer_id, m.answer_id)
-                 WHERE m.conversation_id = ?1 AND d.kind = 'fallback')
-         FROM conversations WHERE id = ?1",
+                 WHERE d.kind = 'fallback')
+         FROM conversations WHERE id = ?1"),
         [conversation_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
@@ -518,7 +560,8 @@ fn close(c: &Connection, conversation_id: &str, closed_by: &str) -> Result<Strin
         (conversation_id, outcome, now, closed_by),
     )?;
     c.execute(
-        "INSERT INTO messages (conversation_id, role, text, created_at) VALUES (?1, 'system', 'conversation closed', ?2)",
+        "INSERT INTO messages (conversation_id, role, text, created_at, prev_seq)
+         VALUES (?1, 'system', 'conversation closed', ?2, (SELECT last_seq FROM conversations WHERE id = ?1))",
         (conversation_id, now),
     )?;
     Ok(outcome.to_string())
@@ -649,6 +692,7 @@ fn in_savepoint<T>(
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            known::forget_all();
             Err(e)
         }
     }
@@ -793,6 +837,7 @@ fn writer(
         if let Err(e) = &commit {
             tracing::error!(error = %e, jobs = completions.len(), "commit failed; nothing in this batch is acknowledged");
             let _ = conn.execute_batch("ROLLBACK");
+            known::forget_all();
         }
         stats
             .commit_seconds
@@ -835,12 +880,12 @@ fn load_conversation(c: &Connection, id: &str) -> Result<Option<StoredConversati
 /// entries: the message, then the reply.
 fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, d.kind, d.source_json, d.quick_replies, m.author,
+        chain!("SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, d.kind, d.source_json, d.quick_replies, m.author,
                 m.reply_text, m.reply_answer_id, r.kind, r.source_json, r.quick_replies
-         FROM messages m
+         FROM chain JOIN messages m ON m.seq = chain.seq
          LEFT JOIN decisions d ON d.answer_id = m.answer_id
          LEFT JOIN decisions r ON r.answer_id = m.reply_answer_id
-         WHERE m.conversation_id = ?1 ORDER BY m.seq",
+         ORDER BY m.seq"),
     )?;
     let mut rows = stmt.query([id])?;
     let mut out = Vec::new();
@@ -910,15 +955,16 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
             Some(r) => (Some(&r.text), Some(&r.answer_id)),
             None => (None, None),
         };
-        let inserted = exec(
-            c,
-            "INSERT OR IGNORE INTO messages (conversation_id, client_id, role, text, created_at, reply_text, reply_answer_id)
-             VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6)",
-            (&t.conversation_id, client_id, text, now, reply_text, reply_answer_id),
-        )?;
-        if inserted == 0 {
+        if !known::first_time(c, &t.conversation_id, client_id)? {
             return Ok(TurnOutcome::Duplicate);
         }
+        exec(
+            c,
+            "INSERT INTO messages (conversation_id, client_id, role, text, created_at, reply_text, reply_answer_id,
+                                   prev_seq)
+             VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6, (SELECT last_seq FROM conversations WHERE id = ?1))",
+            (&t.conversation_id, client_id, text, now, reply_text, reply_answer_id),
+        )?;
         *wrote = true;
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
@@ -929,8 +975,8 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
             // conversation (decisions have none), before anything is written.
             exec(
                 c,
-                "INSERT INTO messages (conversation_id, role, text, created_at, answer_id)
-                 VALUES (?1, 'bot', ?2, ?3, ?4)",
+                "INSERT INTO messages (conversation_id, role, text, created_at, answer_id, prev_seq)
+                 VALUES (?1, 'bot', ?2, ?3, ?4, (SELECT last_seq FROM conversations WHERE id = ?1))",
                 (&t.conversation_id, &r.text, now, &r.answer_id),
             )?;
             *wrote = true;
@@ -1057,6 +1103,13 @@ mod tests {
         assert_eq!(conv.history[1].answer_id.as_deref(), Some("a-m1"));
         // The turn is one row: the reply sits in the message's own.
         assert_eq!(scalar(&store, "SELECT COUNT(*) FROM messages").await, 1);
+        // A new process knows the id from what is stored.
+        let again = store.store_turn(turn("c1", "m1", "hello")).await.unwrap();
+        assert_eq!(again, TurnOutcome::Duplicate);
+        assert_eq!(
+            store.store_turn(turn("c1", "m2", "more")).await.unwrap(),
+            TurnOutcome::Stored
+        );
         drop(store);
         guard.join();
     }
@@ -1073,8 +1126,8 @@ mod tests {
                          VALUES ('c1', 'old', 'visitor', 'before', 1);
                      INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, explanation, created_at)
                          VALUES ('a-old', 'c1', last_insert_rowid(), 'fallback', '{}', 1);
-                     INSERT INTO messages (conversation_id, role, text, created_at, answer_id)
-                         VALUES ('c1', 'bot', 're: before', 1, 'a-old');",
+                     INSERT INTO messages (conversation_id, role, text, created_at, answer_id, prev_seq)
+                         VALUES ('c1', 'bot', 're: before', 1, 'a-old', last_insert_rowid());",
                 )?;
                 Ok(())
             })

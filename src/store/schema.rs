@@ -157,6 +157,53 @@ const MIGRATIONS: &[&str] = &[
              UNION ALL
              SELECT reply_answer_id FROM messages WHERE conversation_id = OLD.id AND reply_answer_id IS NOT NULL);
     END;",
+    // 6: a conversation's messages in a chain instead of an index. The index
+    // on (conversation_id, client_id) gave every conversation its own leaf
+    // pages, so each turn of a group commit wrote a page that no other turn
+    // in it shared: two thirds of what the store wrote under load
+    // (docs/benchmarks.md, eighth round). Each message now names the one
+    // before it in its conversation (`prev_seq`), and the conversation names
+    // its last (`last_seq`, kept by a trigger); readers walk the chain back
+    // from the conversation. The rows of active conversations sit together
+    // (conversation ids are ordered by time), so a commit's turns share
+    // their pages. A message id the conversation already has is refused by
+    // the writer (src/store/known.rs), as the index's uniqueness did. The
+    // foreign key to the conversation goes with the index (deleting a
+    // conversation would scan every message for its own): the trigger that
+    // moves `last_seq` refuses a message whose conversation does not exist
+    // or whose `prev_seq` is not its conversation's last, and deleting a
+    // conversation deletes its chain and the chain's decisions
+    // (`delete_conversation`), which the dropped trigger did for decisions.
+    "DROP TRIGGER conversations_delete_decisions;
+    ALTER TABLE conversations ADD COLUMN last_seq INTEGER;
+    UPDATE conversations SET last_seq = (SELECT MAX(seq) FROM messages WHERE conversation_id = conversations.id);
+    CREATE TABLE messages_v6 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id TEXT NOT NULL,
+        client_id TEXT,
+        role TEXT NOT NULL CHECK (role IN ('visitor', 'bot', 'agent', 'system')),
+        text TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        answer_id TEXT,
+        author TEXT,
+        reply_text TEXT,
+        reply_answer_id TEXT,
+        prev_seq INTEGER
+    );
+    INSERT INTO messages_v6 (seq, conversation_id, client_id, role, text, created_at, answer_id, author,
+                             reply_text, reply_answer_id, prev_seq)
+        SELECT seq, conversation_id, client_id, role, text, created_at, answer_id, author,
+               reply_text, reply_answer_id,
+               LAG(seq) OVER (PARTITION BY conversation_id ORDER BY seq)
+        FROM messages ORDER BY seq;
+    DROP TABLE messages;
+    ALTER TABLE messages_v6 RENAME TO messages;
+    CREATE TRIGGER messages_chain AFTER INSERT ON messages BEGIN
+        UPDATE conversations SET last_seq = NEW.seq
+            WHERE id = NEW.conversation_id AND last_seq IS NEW.prev_seq;
+        SELECT RAISE(ABORT, 'a message must follow the last message of an existing conversation')
+            WHERE changes() = 0;
+    END;",
 ];
 
 /// The schema version this build writes.
@@ -267,8 +314,7 @@ mod tests {
         );
         assert!(err.is_err(), "feedback for a missing decision is refused");
         // Deleting the conversation still deletes its decisions and their feedback.
-        conn.execute("DELETE FROM conversations WHERE id = 'c1'", [])
-            .unwrap();
+        assert!(super::super::delete_conversation(&conn, "c1").unwrap());
         let left: i64 = conn
             .query_row(
                 "SELECT (SELECT COUNT(*) FROM decisions) + (SELECT COUNT(*) FROM feedback)",
@@ -277,5 +323,78 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    /// A database at version 5 gets its conversations' chains: every
+    /// message, the interleaved conversations' too, reads back in order, and
+    /// new messages join the chain only where it ends.
+    #[test]
+    fn messages_join_their_conversations_chains() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (i, step) in MIGRATIONS[..5].iter().enumerate() {
+            conn.execute_batch(step).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c1', 'h', 'bot', 1, 1);
+             INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c2', 'h', 'bot', 1, 1);
+             INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c3', 'h', 'bot', 1, 1);
+             INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c1', 'm1', 'visitor', 'one', 1);
+             INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c2', 'm1', 'visitor', 'other', 1);
+             INSERT INTO messages (conversation_id, role, text, created_at, answer_id) VALUES ('c1', 'bot', 're: one', 1, 'a1');
+             INSERT INTO messages (conversation_id, client_id, role, text, created_at, reply_text, reply_answer_id)
+                 VALUES ('c1', 'm2', 'visitor', 'two', 2, 're: two', 'a2');
+             INSERT INTO messages (conversation_id, role, text, created_at, author) VALUES ('c1', 'agent', 'hi', 3, 'ann');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let texts = |conn: &Connection, id: &str| -> Vec<String> {
+            super::super::history(conn, id)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.text)
+                .collect()
+        };
+        assert_eq!(
+            texts(&conn, "c1"),
+            ["one", "re: one", "two", "re: two", "hi"]
+        );
+        assert_eq!(texts(&conn, "c2"), ["other"]);
+        assert!(texts(&conn, "c3").is_empty());
+        let last = |conn: &Connection, id: &str| -> Option<i64> {
+            conn.query_row(
+                "SELECT last_seq FROM conversations WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(last(&conn, "c1"), Some(5));
+        assert_eq!(last(&conn, "c3"), None);
+
+        // A message that does not follow its conversation's last, or names
+        // no conversation, is refused; one that does is numbered past every
+        // message so far and becomes the last.
+        let insert = |conn: &Connection, id: &str, prev: Option<i64>| {
+            conn.execute(
+                "INSERT INTO messages (conversation_id, role, text, created_at, prev_seq) VALUES (?1, 'system', 'x', 4, ?2)",
+                (id, prev),
+            )
+        };
+        assert!(insert(&conn, "c1", Some(3)).is_err());
+        assert!(insert(&conn, "c1", None).is_err());
+        assert!(insert(&conn, "nowhere", None).is_err());
+        insert(&conn, "c1", Some(5)).unwrap();
+        insert(&conn, "c3", None).unwrap();
+        assert_eq!(last(&conn, "c1"), Some(6));
+        assert_eq!(last(&conn, "c3"), Some(7));
+        assert_eq!(texts(&conn, "c1").len(), 6);
+
+        assert!(super::super::delete_conversation(&conn, "c1").unwrap());
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 2, "c2's and c3's messages are left");
     }
 }
