@@ -137,12 +137,13 @@ fn system_message(
     author: &str,
     text: &str,
     at: i64,
-) -> rusqlite::Result<usize> {
-    exec(
+) -> Result<(), StoreError> {
+    super::append_message(
         c,
+        id,
         "INSERT INTO messages (conversation_id, role, text, created_at, author, prev_seq)
-         VALUES (?1, 'system', ?2, ?3, ?4, (SELECT last_seq FROM conversations WHERE id = ?1))",
-        (id, text, at, author),
+         VALUES (?1, 'system', ?2, ?3, ?4, ?5)",
+        &[&id, &text, &at, &author],
     )
 }
 
@@ -154,12 +155,13 @@ fn insert_agent_message(
     text: &str,
     at: i64,
     agent: &str,
-) -> rusqlite::Result<usize> {
-    exec(
+) -> Result<(), StoreError> {
+    super::append_message(
         c,
+        conversation_id,
         "INSERT INTO messages (conversation_id, client_id, role, text, created_at, author, prev_seq)
-         VALUES (?1, ?2, 'agent', ?3, ?4, ?5, (SELECT last_seq FROM conversations WHERE id = ?1))",
-        (conversation_id, client_id, text, at, agent),
+         VALUES (?1, ?2, 'agent', ?3, ?4, ?5, ?6)",
+        &[&conversation_id, &client_id, &text, &at, &agent],
     )
 }
 

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, ToSql};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::analytics::metrics::Histogram;
@@ -57,6 +57,8 @@ pub enum StoreError {
     Closed,
     #[error("{0}")]
     Schema(String),
+    #[error("no conversation {0}")]
+    NoConversation(String),
 }
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -471,17 +473,57 @@ impl Store {
                 (&conversation_id, since_ms, now),
             )?;
             if n > 0 {
-                exec(
+                append_message(
                     c,
+                    &conversation_id,
                     "INSERT INTO messages (conversation_id, role, text, created_at, prev_seq)
-                     VALUES (?1, 'system', 'conversation reopened', ?2, (SELECT last_seq FROM conversations WHERE id = ?1))",
-                    (&conversation_id, now),
+                     VALUES (?1, 'system', 'conversation reopened', ?2, ?3)",
+                    &[&conversation_id, &now],
                 )?;
             }
             Ok(n > 0)
         })
         .await
     }
+}
+
+/// The last message of a conversation (none when it has none yet); an error
+/// when the conversation does not exist (a message for it must not be stored).
+fn last_seq(c: &Connection, conversation_id: &str) -> Result<Option<i64>, StoreError> {
+    c.prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
+        .query_row([conversation_id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NoConversation(conversation_id.to_string()))
+}
+
+/// Makes the message just inserted its conversation's last.
+fn link_last(c: &Connection, conversation_id: &str) -> Result<(), StoreError> {
+    exec(
+        c,
+        "UPDATE conversations SET last_seq = ?2 WHERE id = ?1",
+        (conversation_id, c.last_insert_rowid()),
+    )?;
+    Ok(())
+}
+
+/// Stores a message at the end of its conversation's chain (migration 6):
+/// `insert` is an `INSERT INTO messages` whose last parameter is `prev_seq`,
+/// `params` are the ones before it. Every message is stored this way (the
+/// hot path of `store_turn` spells the same three steps out), so every chain
+/// is whole. No trigger does it: a trigger makes SQLite copy each page an
+/// insert changes into a statement journal first, which cost the writer more
+/// than the lookups.
+fn append_message(
+    c: &Connection,
+    conversation_id: &str,
+    insert: &str,
+    params: &[&dyn ToSql],
+) -> Result<(), StoreError> {
+    let prev = last_seq(c, conversation_id)?;
+    let mut all = params.to_vec();
+    all.push(&prev);
+    exec(c, insert, rusqlite::params_from_iter(all))?;
+    link_last(c, conversation_id)
 }
 
 /// Deletes a conversation and everything stored with it: its messages and
@@ -559,10 +601,12 @@ fn close(c: &Connection, conversation_id: &str, closed_by: &str) -> Result<Strin
          WHERE id = ?1",
         (conversation_id, outcome, now, closed_by),
     )?;
-    c.execute(
+    append_message(
+        c,
+        conversation_id,
         "INSERT INTO messages (conversation_id, role, text, created_at, prev_seq)
-         VALUES (?1, 'system', 'conversation closed', ?2, (SELECT last_seq FROM conversations WHERE id = ?1))",
-        (conversation_id, now),
+         VALUES (?1, 'system', 'conversation closed', ?2, ?3)",
+        &[&conversation_id, &now],
     )?;
     Ok(outcome.to_string())
 }
@@ -958,28 +1002,33 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
         if !known::first_time(c, &t.conversation_id, client_id)? {
             return Ok(TurnOutcome::Duplicate);
         }
+        // `append_message`'s steps, the insert first among the writes.
+        let prev = last_seq(c, &t.conversation_id)?;
         exec(
             c,
             "INSERT INTO messages (conversation_id, client_id, role, text, created_at, reply_text, reply_answer_id,
                                    prev_seq)
-             VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6, (SELECT last_seq FROM conversations WHERE id = ?1))",
-            (&t.conversation_id, client_id, text, now, reply_text, reply_answer_id),
+             VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6, ?7)",
+            (&t.conversation_id, client_id, text, now, reply_text, reply_answer_id, prev),
         )?;
         *wrote = true;
+        link_last(c, &t.conversation_id)?;
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
     if let Some(r) = &t.reply {
         if t.visitor.is_none() {
             // A reply to no message has a row of its own. It goes before the
-            // decision: it is the write whose foreign key fails for a deleted
-            // conversation (decisions have none), before anything is written.
+            // decision: a deleted conversation fails the turn here, before
+            // anything is written (decisions are not checked).
+            let prev = last_seq(c, &t.conversation_id)?;
             exec(
                 c,
                 "INSERT INTO messages (conversation_id, role, text, created_at, answer_id, prev_seq)
-                 VALUES (?1, 'bot', ?2, ?3, ?4, (SELECT last_seq FROM conversations WHERE id = ?1))",
-                (&t.conversation_id, &r.text, now, &r.answer_id),
+                 VALUES (?1, 'bot', ?2, ?3, ?4, ?5)",
+                (&t.conversation_id, &r.text, now, &r.answer_id, prev),
             )?;
             *wrote = true;
+            link_last(c, &t.conversation_id)?;
         }
         let source_json = r
             .source
@@ -1127,7 +1176,8 @@ mod tests {
                      INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, explanation, created_at)
                          VALUES ('a-old', 'c1', last_insert_rowid(), 'fallback', '{}', 1);
                      INSERT INTO messages (conversation_id, role, text, created_at, answer_id, prev_seq)
-                         VALUES ('c1', 'bot', 're: before', 1, 'a-old', last_insert_rowid());",
+                         VALUES ('c1', 'bot', 're: before', 1, 'a-old', last_insert_rowid());
+                     UPDATE conversations SET last_seq = last_insert_rowid() WHERE id = 'c1';",
                 )?;
                 Ok(())
             })

@@ -163,16 +163,16 @@ const MIGRATIONS: &[&str] = &[
     // in it shared: two thirds of what the store wrote under load
     // (docs/benchmarks.md, eighth round). Each message now names the one
     // before it in its conversation (`prev_seq`), and the conversation names
-    // its last (`last_seq`, kept by a trigger); readers walk the chain back
+    // its last (`last_seq`); readers walk the chain back
     // from the conversation. The rows of active conversations sit together
     // (conversation ids are ordered by time), so a commit's turns share
     // their pages. A message id the conversation already has is refused by
     // the writer (src/store/known.rs), as the index's uniqueness did. The
     // foreign key to the conversation goes with the index (deleting a
-    // conversation would scan every message for its own): the trigger that
-    // moves `last_seq` refuses a message whose conversation does not exist
-    // or whose `prev_seq` is not its conversation's last, and deleting a
-    // conversation deletes its chain and the chain's decisions
+    // conversation would scan every message for its own): every message is
+    // stored by `append_message`, which refuses a conversation that does not
+    // exist and links the message as its conversation's last, and deleting
+    // a conversation deletes its chain and the chain's decisions
     // (`delete_conversation`), which the dropped trigger did for decisions.
     "DROP TRIGGER conversations_delete_decisions;
     ALTER TABLE conversations ADD COLUMN last_seq INTEGER;
@@ -197,13 +197,7 @@ const MIGRATIONS: &[&str] = &[
                LAG(seq) OVER (PARTITION BY conversation_id ORDER BY seq)
         FROM messages ORDER BY seq;
     DROP TABLE messages;
-    ALTER TABLE messages_v6 RENAME TO messages;
-    CREATE TRIGGER messages_chain AFTER INSERT ON messages BEGIN
-        UPDATE conversations SET last_seq = NEW.seq
-            WHERE id = NEW.conversation_id AND last_seq IS NEW.prev_seq;
-        SELECT RAISE(ABORT, 'a message must follow the last message of an existing conversation')
-            WHERE changes() = 0;
-    END;",
+    ALTER TABLE messages_v6 RENAME TO messages;",
 ];
 
 /// The schema version this build writes.
@@ -373,23 +367,27 @@ mod tests {
         assert_eq!(last(&conn, "c1"), Some(5));
         assert_eq!(last(&conn, "c3"), None);
 
-        // A message that does not follow its conversation's last, or names
-        // no conversation, is refused; one that does is numbered past every
-        // message so far and becomes the last.
-        let insert = |conn: &Connection, id: &str, prev: Option<i64>| {
-            conn.execute(
-                "INSERT INTO messages (conversation_id, role, text, created_at, prev_seq) VALUES (?1, 'system', 'x', 4, ?2)",
-                (id, prev),
+        // A message for no conversation is refused; one for a conversation
+        // is numbered past every message so far and becomes its last.
+        let append = |conn: &Connection, id: &str| {
+            super::super::append_message(
+                conn,
+                id,
+                "INSERT INTO messages (conversation_id, role, text, created_at, prev_seq)
+                 VALUES (?1, 'system', 'x', 4, ?2)",
+                &[&id],
             )
         };
-        assert!(insert(&conn, "c1", Some(3)).is_err());
-        assert!(insert(&conn, "c1", None).is_err());
-        assert!(insert(&conn, "nowhere", None).is_err());
-        insert(&conn, "c1", Some(5)).unwrap();
-        insert(&conn, "c3", None).unwrap();
+        assert!(matches!(
+            append(&conn, "nowhere"),
+            Err(super::StoreError::NoConversation(_))
+        ));
+        append(&conn, "c1").unwrap();
+        append(&conn, "c3").unwrap();
         assert_eq!(last(&conn, "c1"), Some(6));
         assert_eq!(last(&conn, "c3"), Some(7));
         assert_eq!(texts(&conn, "c1").len(), 6);
+        assert_eq!(texts(&conn, "c3"), ["x"]);
 
         assert!(super::super::delete_conversation(&conn, "c1").unwrap());
         let left: i64 = conn
