@@ -195,20 +195,46 @@ fn thresholds(cfg: &EngineConfig, ctx: &Context) -> Explanation {
     }
 }
 
-/// A decision, shared, with its explanation as the JSON the store keeps.
+/// A decision, shared, with what every reply made from it needs as JSON,
+/// serialized once: a remembered decision is given again for every message
+/// that repeats its text.
 #[derive(Debug, Clone)]
 pub struct Decided {
     pub decision: Arc<Decision>,
+    /// The explanation, as the store keeps it.
     pub explanation_json: Arc<str>,
+    /// The source and the quick replies, as the store keeps them.
+    pub source_json: Option<Arc<str>>,
+    pub quick_replies_json: Arc<str>,
+    /// The reply frame's members after its answer id
+    /// ([`crate::protocol::reply_members`]).
+    pub reply_members: Arc<str>,
 }
 
 impl Decided {
     pub fn new(decision: Decision) -> Decided {
         let explanation_json =
             serde_json::to_string(&decision.explanation).expect("explanation serializes");
+        let source_json = decision
+            .source
+            .as_ref()
+            .map(|s| serde_json::to_string(s).expect("source serializes").into());
+        let quick_replies_json = serde_json::to_string(&decision.quick_replies)
+            .expect("quick replies serialize")
+            .into();
+        let reply_members = crate::protocol::reply_members(
+            decision.kind,
+            &decision.text,
+            decision.source.as_ref(),
+            &decision.quick_replies,
+        )
+        .into();
         Decided {
             decision: Arc::new(decision),
             explanation_json: explanation_json.into(),
+            source_json,
+            quick_replies_json,
+            reply_members,
         }
     }
 }

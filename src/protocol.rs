@@ -140,6 +140,46 @@ impl ServerFrame {
     }
 }
 
+/// The members of a `reply` frame that its decision fixes (all but the
+/// answer id), as JSON: what follows `"answer_id":"...",` up to and with the
+/// closing brace. A decision's are serialized once, when it is made
+/// ([`crate::engine::Decided`]), and each reply is then [`reply_frame`].
+pub fn reply_members(
+    kind: Kind,
+    text: &str,
+    source: Option<&Source>,
+    quick_replies: &[QuickReply],
+) -> String {
+    #[derive(Serialize)]
+    struct Members<'a> {
+        kind: Kind,
+        text: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<&'a Source>,
+        quick_replies: &'a [QuickReply],
+    }
+    let json = serde_json::to_string(&Members {
+        kind,
+        text,
+        source,
+        quick_replies,
+    })
+    .expect("reply members serialize");
+    json[1..].to_string()
+}
+
+/// A `reply` frame from its answer id and [`reply_members`]: the same JSON as
+/// `ServerFrame::Reply` with those fields.
+pub fn reply_frame(answer_id: &str, members: &str) -> String {
+    let id = serde_json::to_string(answer_id).expect("a string serializes");
+    let mut out = String::with_capacity(28 + id.len() + members.len());
+    out.push_str(r#"{"type":"reply","answer_id":"#);
+    out.push_str(&id);
+    out.push(',');
+    out.push_str(members);
+    out
+}
+
 /// Why a client frame could not be used. The code is part of the public
 /// contract and never changes meaning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +360,36 @@ pub fn valid_email(email: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reply put together from members serialized once reads exactly as
+    /// the frame serialized whole, with and without a source.
+    #[test]
+    fn a_reply_from_its_members_is_the_whole_frame() {
+        use crate::engine::SourceKind;
+        let source = Source {
+            kind: SourceKind::Article,
+            id: "refunds".into(),
+            title: Some("Refunds \"fast\"".into()),
+            url: None,
+        };
+        let quick = vec![QuickReply {
+            label: "Talk to a person".into(),
+            value: "human\n".into(),
+        }];
+        let text = "Line one\nline \"two\" — ünïcode \u{1}";
+        for source in [Some(source), None] {
+            let whole = ServerFrame::Reply {
+                answer_id: "a_0193\"x".into(),
+                kind: Kind::Answer,
+                text: text.into(),
+                source: source.clone(),
+                quick_replies: quick.clone(),
+            }
+            .to_json();
+            let members = reply_members(Kind::Answer, text, source.as_ref(), &quick);
+            assert_eq!(reply_frame("a_0193\"x", &members), whole);
+        }
+    }
 
     #[test]
     fn decodes_frames_and_ignores_unknown_fields() {

@@ -255,6 +255,11 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Session {
     fn send(&mut self, frame: ServerFrame) {
+        self.send_json(frame.to_json());
+    }
+
+    /// Queues a frame already serialized.
+    fn send_json(&mut self, json: String) {
         if self.too_slow {
             return;
         }
@@ -262,7 +267,7 @@ impl Session {
             self.too_slow = true;
             return;
         }
-        self.out.push(Message::Text(frame.to_json().into()));
+        self.out.push(Message::Text(json.into()));
     }
 
     fn close(&mut self, code: u16, reason: &'static str) {
@@ -723,9 +728,12 @@ impl Session {
         let Decided {
             decision: d,
             explanation_json,
+            source_json,
+            quick_replies_json,
+            reply_members,
         } = decided;
-        let mut text = d.text.clone();
-        let mut quick_replies = d.quick_replies.clone();
+        // The decision's text, unless an offline escalation replaces it.
+        let mut replaced: Option<String> = None;
         let escalates = d.kind == Kind::Escalate;
         // An escalation reaches the queue only when people are in and it has room;
         // otherwise the visitor is offered to leave a message.
@@ -733,18 +741,19 @@ impl Session {
         if escalates {
             let handoff = &self.app.config().handoff;
             if !self.app.inner.hours.open_now() {
-                text = handoff.closed_message.clone();
-                offline = Some(("outside_hours", text.clone()));
+                replaced = Some(handoff.closed_message.clone());
+                offline = Some(("outside_hours", handoff.closed_message.clone()));
             } else if self.queue_full().await {
-                text = handoff.busy_message.clone();
-                offline = Some(("queue_full", text.clone()));
+                replaced = Some(handoff.busy_message.clone());
+                offline = Some(("queue_full", handoff.busy_message.clone()));
             } else if !self.app.inner.hub.any_agent_online() {
                 offline = Some(("no_agents", handoff.no_agents_message.clone()));
             }
-            if offline.is_some() {
-                quick_replies.clear();
-            }
         }
+        // Offered a message instead, the visitor gets no quick replies, and
+        // the reply is serialized here rather than from the decision's.
+        let as_decided = offline.is_none();
+        let text = replaced.as_deref().unwrap_or(&d.text);
         let queues = escalates && !matches!(offline, Some(("outside_hours" | "queue_full", _)));
         let conv = self.conversation.as_ref().expect("checked by caller");
         let answer_id = time_ordered_id("a_");
@@ -754,9 +763,14 @@ impl Session {
             reply: Some(BotReply {
                 answer_id: answer_id.clone(),
                 kind: d.kind,
-                text: text.clone(),
+                text: text.to_string(),
                 source: d.source.clone(),
-                quick_replies: quick_replies.clone(),
+                source_json,
+                quick_replies_json: if as_decided {
+                    quick_replies_json
+                } else {
+                    "[]".into()
+                },
                 score: d.score,
                 escalation: d.escalation,
                 explanation: explanation_json,
@@ -787,13 +801,17 @@ impl Session {
                     self.send(ServerFrame::Ack { id });
                 }
                 tracing::debug!(kind = d.kind.as_str(), rule = %d.explanation.rule, "reply");
-                self.send(ServerFrame::Reply {
-                    answer_id,
-                    kind: d.kind,
-                    text,
-                    source: d.source.clone(),
-                    quick_replies,
-                });
+                if as_decided {
+                    self.send_json(crate::protocol::reply_frame(&answer_id, &reply_members));
+                } else {
+                    self.send(ServerFrame::Reply {
+                        answer_id,
+                        kind: d.kind,
+                        text: text.to_string(),
+                        source: d.source.clone(),
+                        quick_replies: Vec::new(),
+                    });
+                }
                 let conv = self.conversation.as_mut().expect("checked by caller");
                 conv.ctx = d.next.clone();
                 if touches {

@@ -684,7 +684,9 @@ pub struct BotReply {
     pub kind: crate::engine::Kind,
     pub text: String,
     pub source: Option<crate::engine::Source>,
-    pub quick_replies: Vec<crate::engine::QuickReply>,
+    /// The source and the quick replies as JSON.
+    pub source_json: Option<std::sync::Arc<str>>,
+    pub quick_replies_json: std::sync::Arc<str>,
     pub score: f32,
     pub escalation: Option<crate::engine::EscalationReason>,
     /// The explanation as JSON.
@@ -1030,11 +1032,6 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
             *wrote = true;
             link_last(c, &t.conversation_id)?;
         }
-        let source_json = r
-            .source
-            .as_ref()
-            .map(|s| serde_json::to_string(s).expect("source serializes"));
-        let quick = serde_json::to_string(&r.quick_replies).expect("quick replies serialize");
         exec(
             c,
             "INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, source_type, source_id,
@@ -1050,9 +1047,9 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
                     crate::engine::SourceKind::Intent => "intent",
                     crate::engine::SourceKind::Article => "article",
                 }),
-                r.source.as_ref().map(|s| s.id.clone()),
-                source_json,
-                quick,
+                r.source.as_ref().map(|s| s.id.as_str()),
+                r.source_json.as_deref(),
+                &*r.quick_replies_json,
                 r.score as f64,
                 r.escalation.map(|e| e.as_str()),
                 &*r.explanation,
@@ -1119,7 +1116,8 @@ mod tests {
                 kind: Kind::Answer,
                 text: format!("re: {text}"),
                 source: None,
-                quick_replies: vec![],
+                source_json: None,
+                quick_replies_json: "[]".into(),
                 score: 1.0,
                 escalation: None,
                 explanation: "{}".into(),
