@@ -224,7 +224,7 @@ pub fn stats(c: &Connection, from: i64, to: i64, bucket: Bucket) -> Result<Stats
         "SELECT c.closed_at, c.outcome, c.escalation_reason, c.rating, c.created_at, c.queued_at,
                 EXISTS (SELECT 1 FROM feedback f WHERE f.conversation_id = c.id AND f.helpful = 1),
                 (WITH RECURSIVE chain(seq) AS (
-                     SELECT c.last_seq UNION ALL
+                     SELECT h.last_seq FROM chains h WHERE h.conversation_id = c.id UNION ALL
                      SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
                      WHERE m.prev_seq IS NOT NULL AND m.created_at >= c.queued_at)
                  SELECT MIN(m.created_at) FROM chain JOIN messages m ON m.seq = chain.seq

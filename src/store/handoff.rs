@@ -173,13 +173,13 @@ impl Store {
             let mut stmt = c.prepare_cached(
                 "SELECT c.id, c.escalation_reason, c.priority, c.queued_at,
                         (WITH RECURSIVE chain(seq) AS (
-                             SELECT c.last_seq UNION ALL
+                             SELECT h.last_seq FROM chains h WHERE h.conversation_id = c.id UNION ALL
                              SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
                              WHERE m.prev_seq IS NOT NULL)
                          SELECT m.text FROM chain JOIN messages m ON m.seq = chain.seq
                          WHERE m.role = 'visitor' ORDER BY m.seq DESC LIMIT 1),
                         (WITH RECURSIVE chain(seq) AS (
-                             SELECT c.last_seq UNION ALL
+                             SELECT h.last_seq FROM chains h WHERE h.conversation_id = c.id UNION ALL
                              SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
                              WHERE m.prev_seq IS NOT NULL AND m.created_at >= c.queued_at)
                          SELECT COUNT(*) FROM chain JOIN messages m ON m.seq = chain.seq

@@ -11,7 +11,7 @@ macro_rules! chain {
     ($statement:literal) => {
         concat!(
             "WITH RECURSIVE chain(seq) AS (
-                SELECT last_seq FROM conversations WHERE id = ?1
+                SELECT last_seq FROM chains WHERE conversation_id = ?1
                 UNION ALL
                 SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
                 WHERE m.prev_seq IS NOT NULL) ",
@@ -444,7 +444,9 @@ impl Store {
                 .prepare_cached(
                     "SELECT id FROM conversations c WHERE state = 'bot' AND updated_at < ?1
                      AND NOT EXISTS (SELECT 1 FROM messages m
-                                     WHERE m.seq = c.last_seq AND m.created_at >= ?1)
+                                     WHERE m.seq = (SELECT last_seq FROM chains
+                                                    WHERE conversation_id = c.id)
+                                     AND m.created_at >= ?1)
                      LIMIT 10000",
                 )?
                 .query_map([before_ms], |r| r.get(0))?
@@ -490,19 +492,37 @@ impl Store {
 /// The last message of a conversation (none when it has none yet); an error
 /// when the conversation does not exist (a message for it must not be stored).
 fn last_seq(c: &Connection, conversation_id: &str) -> Result<Option<i64>, StoreError> {
-    c.prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
+    let last = c
+        .prepare_cached("SELECT last_seq FROM chains WHERE conversation_id = ?1")?
         .query_row([conversation_id], |r| r.get(0))
+        .optional()?;
+    if last.is_some() {
+        return Ok(last);
+    }
+    // No message yet: the conversation itself must exist.
+    c.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?
+        .query_row([conversation_id], |_| Ok(None))
         .optional()?
         .ok_or_else(|| StoreError::NoConversation(conversation_id.to_string()))
 }
 
-/// Makes the message just inserted its conversation's last.
-fn link_last(c: &Connection, conversation_id: &str) -> Result<(), StoreError> {
-    exec(
-        c,
-        "UPDATE conversations SET last_seq = ?2 WHERE id = ?1",
-        (conversation_id, c.last_insert_rowid()),
-    )?;
+/// Makes the message just inserted its conversation's last; `prev` is the
+/// last before it, as [`last_seq`] gave it.
+fn link_last(c: &Connection, conversation_id: &str, prev: Option<i64>) -> Result<(), StoreError> {
+    let seq = c.last_insert_rowid();
+    if prev.is_some() {
+        exec(
+            c,
+            "UPDATE chains SET last_seq = ?2 WHERE conversation_id = ?1",
+            (conversation_id, seq),
+        )?;
+    } else {
+        exec(
+            c,
+            "INSERT INTO chains (conversation_id, last_seq) VALUES (?1, ?2)",
+            (conversation_id, seq),
+        )?;
+    }
     Ok(())
 }
 
@@ -523,7 +543,7 @@ fn append_message(
     let mut all = params.to_vec();
     all.push(&prev);
     exec(c, insert, rusqlite::params_from_iter(all))?;
-    link_last(c, conversation_id)
+    link_last(c, conversation_id, prev)
 }
 
 /// Deletes a conversation and everything stored with it: its messages and
@@ -548,6 +568,7 @@ fn delete_conversation(c: &Connection, id: &str) -> Result<bool, StoreError> {
         chain!("DELETE FROM messages WHERE seq IN (SELECT seq FROM chain)"),
         [id],
     )?;
+    exec(c, "DELETE FROM chains WHERE conversation_id = ?1", [id])?;
     Ok(exec(c, "DELETE FROM conversations WHERE id = ?1", [id])? > 0)
 }
 
@@ -1014,7 +1035,7 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
             (&t.conversation_id, client_id, text, now, reply_text, reply_answer_id, prev),
         )?;
         *wrote = true;
-        link_last(c, &t.conversation_id)?;
+        link_last(c, &t.conversation_id, prev)?;
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
     if let Some(r) = &t.reply {
@@ -1030,7 +1051,7 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
                 (&t.conversation_id, &r.text, now, &r.answer_id, prev),
             )?;
             *wrote = true;
-            link_last(c, &t.conversation_id)?;
+            link_last(c, &t.conversation_id, prev)?;
         }
         exec(
             c,
@@ -1175,7 +1196,7 @@ mod tests {
                          VALUES ('a-old', 'c1', last_insert_rowid(), 'fallback', '{}', 1);
                      INSERT INTO messages (conversation_id, role, text, created_at, answer_id, prev_seq)
                          VALUES ('c1', 'bot', 're: before', 1, 'a-old', last_insert_rowid());
-                     UPDATE conversations SET last_seq = last_insert_rowid() WHERE id = 'c1';",
+                     INSERT INTO chains (conversation_id, last_seq) VALUES ('c1', last_insert_rowid());",
                 )?;
                 Ok(())
             })

@@ -162,11 +162,13 @@ const MIGRATIONS: &[&str] = &[
     // pages, so each turn of a group commit wrote a page that no other turn
     // in it shared: two thirds of what the store wrote under load
     // (docs/benchmarks.md, eighth round). Each message now names the one
-    // before it in its conversation (`prev_seq`), and the conversation names
-    // its last (`last_seq`); readers walk the chain back
-    // from the conversation. The rows of active conversations sit together
-    // (conversation ids are ordered by time), so a commit's turns share
-    // their pages. A message id the conversation already has is refused by
+    // before it in its conversation (`prev_seq`), and `chains` names each
+    // conversation's last (`last_seq`); readers walk the chain back from
+    // there. The rows of active conversations sit together (conversation
+    // ids are ordered by time), and `chains` holds a few hundred
+    // conversations a page, so a commit's turns share their pages. (Kept in
+    // the conversation's own row, the last message cost a rewrite of that
+    // larger row, and one more page, for most turns.) A message id the conversation already has is refused by
     // the writer (src/store/known.rs), as the index's uniqueness did. The
     // foreign key to the conversation goes with the index (deleting a
     // conversation would scan every message for its own): every message is
@@ -175,8 +177,12 @@ const MIGRATIONS: &[&str] = &[
     // a conversation deletes its chain and the chain's decisions
     // (`delete_conversation`), which the dropped trigger did for decisions.
     "DROP TRIGGER conversations_delete_decisions;
-    ALTER TABLE conversations ADD COLUMN last_seq INTEGER;
-    UPDATE conversations SET last_seq = (SELECT MAX(seq) FROM messages WHERE conversation_id = conversations.id);
+    CREATE TABLE chains (
+        conversation_id TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO chains (conversation_id, last_seq)
+        SELECT conversation_id, MAX(seq) FROM messages GROUP BY conversation_id;
     CREATE TABLE messages_v6 (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         conversation_id TEXT NOT NULL,
@@ -247,6 +253,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::OptionalExtension;
 
     /// A database written by version 3 keeps every row through the rebuild
     /// of `decisions`, feedback included, and loses only the index.
@@ -358,10 +365,11 @@ mod tests {
         assert!(texts(&conn, "c3").is_empty());
         let last = |conn: &Connection, id: &str| -> Option<i64> {
             conn.query_row(
-                "SELECT last_seq FROM conversations WHERE id = ?1",
+                "SELECT last_seq FROM chains WHERE conversation_id = ?1",
                 [id],
                 |r| r.get(0),
             )
+            .optional()
             .unwrap()
         };
         assert_eq!(last(&conn, "c1"), Some(5));
