@@ -255,16 +255,22 @@ mod tests {
     use super::*;
     use rusqlite::OptionalExtension;
 
-    /// A database written by version 3 keeps every row through the rebuild
-    /// of `decisions`, feedback included, and loses only the index.
-    #[test]
-    fn decisions_rebuild_keeps_rows_and_feedback() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for (i, step) in MIGRATIONS[..3].iter().enumerate() {
+    /// A database with the schema as it was at `version`.
+    fn at_version(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for (i, step) in MIGRATIONS[..version].iter().enumerate() {
             conn.execute_batch(step).unwrap();
             conn.pragma_update(None, "user_version", i as i64 + 1)
                 .unwrap();
         }
+        conn
+    }
+
+    /// A database written by version 3 keeps every row through the rebuild
+    /// of `decisions`, feedback included, and loses only the index.
+    #[test]
+    fn decisions_rebuild_keeps_rows_and_feedback() {
+        let mut conn = at_version(3);
         conn.execute_batch(
             "INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c1', 'h', 'bot', 1, 1);
              INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c1', 'm1', 'visitor', 'hi', 1);
@@ -331,12 +337,7 @@ mod tests {
     /// new messages join the chain only where it ends.
     #[test]
     fn messages_join_their_conversations_chains() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for (i, step) in MIGRATIONS[..5].iter().enumerate() {
-            conn.execute_batch(step).unwrap();
-            conn.pragma_update(None, "user_version", i as i64 + 1)
-                .unwrap();
-        }
+        let mut conn = at_version(5);
         conn.execute_batch(
             "INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c1', 'h', 'bot', 1, 1);
              INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c2', 'h', 'bot', 1, 1);
