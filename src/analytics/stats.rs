@@ -220,18 +220,19 @@ pub fn stats(c: &Connection, from: i64, to: i64, bucket: Bucket) -> Result<Stats
             "{buckets} buckets is too many (at most {MAX_BUCKETS}); use a shorter period or day buckets"
         )));
     }
-    let mut stmt = c.prepare_cached(
+    let mut stmt = c.prepare_cached(concat!(
         "SELECT c.closed_at, c.outcome, c.escalation_reason, c.rating, c.created_at, c.queued_at,
-                EXISTS (SELECT 1 FROM feedback f WHERE f.conversation_id = c.id AND f.helpful = 1),
-                (WITH RECURSIVE chain(seq) AS (
-                     SELECT h.last_seq FROM chains h WHERE h.conversation_id = c.id UNION ALL
-                     SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
-                     WHERE m.prev_seq IS NOT NULL AND m.created_at >= c.queued_at)
-                 SELECT MIN(m.created_at) FROM chain JOIN messages m ON m.seq = chain.seq
-                 WHERE m.role = 'agent' AND m.created_at >= c.queued_at)
+                EXISTS (SELECT 1 FROM feedback f WHERE f.conversation_id = c.id AND f.helpful = 1), (",
+        crate::store::chain!(
+            of "c.id",
+            while "m.created_at >= c.queued_at",
+            "SELECT MIN(m.created_at) FROM chain JOIN messages m ON m.seq = chain.seq
+             WHERE m.role = 'agent' AND m.created_at >= c.queued_at"
+        ),
+        ")
          FROM conversations c
          WHERE c.closed_at >= ?1 AND c.closed_at < ?2 AND c.state = 'closed'",
-    )?;
+    ))?;
     let rows = stmt.query_map([from, to], |r| {
         let closed_at: i64 = r.get(0)?;
         let created_at: i64 = r.get(4)?;

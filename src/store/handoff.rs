@@ -170,23 +170,24 @@ impl Store {
     pub async fn queue(&self) -> Result<Vec<QueueEntry>, StoreError> {
         self.run(|c| {
             let now = now_ms();
-            let mut stmt = c.prepare_cached(
-                "SELECT c.id, c.escalation_reason, c.priority, c.queued_at,
-                        (WITH RECURSIVE chain(seq) AS (
-                             SELECT h.last_seq FROM chains h WHERE h.conversation_id = c.id UNION ALL
-                             SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
-                             WHERE m.prev_seq IS NOT NULL)
-                         SELECT m.text FROM chain JOIN messages m ON m.seq = chain.seq
-                         WHERE m.role = 'visitor' ORDER BY m.seq DESC LIMIT 1),
-                        (WITH RECURSIVE chain(seq) AS (
-                             SELECT h.last_seq FROM chains h WHERE h.conversation_id = c.id UNION ALL
-                             SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
-                             WHERE m.prev_seq IS NOT NULL AND m.created_at >= c.queued_at)
-                         SELECT COUNT(*) FROM chain JOIN messages m ON m.seq = chain.seq
-                         WHERE m.role = 'visitor' AND m.created_at >= c.queued_at)
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT c.id, c.escalation_reason, c.priority, c.queued_at, (",
+                super::chain!(
+                    of "c.id",
+                    "SELECT m.text FROM chain JOIN messages m ON m.seq = chain.seq
+                     WHERE m.role = 'visitor' ORDER BY m.seq DESC LIMIT 1"
+                ),
+                "), (",
+                super::chain!(
+                    of "c.id",
+                    while "m.created_at >= c.queued_at",
+                    "SELECT COUNT(*) FROM chain JOIN messages m ON m.seq = chain.seq
+                     WHERE m.role = 'visitor' AND m.created_at >= c.queued_at"
+                ),
+                ")
                  FROM conversations c WHERE c.state = 'queued'
                  ORDER BY c.priority DESC, c.queued_at, c.id",
-            )?;
+            ))?;
             let rows = stmt.query_map([], |r| {
                 let queued_at: i64 = r.get(3)?;
                 Ok(QueueEntry {

@@ -4,17 +4,29 @@
 //! others, and every caller hears back only after the commit, so an `ack`
 //! always means "on disk".
 
-/// A statement over the messages of conversation `?1`, which it reaches
+/// A statement over the messages of a conversation, which it reaches
 /// through the conversation's chain (migration 6): the `chain` table holds
-/// their `seq`s, newest first.
+/// their `seq`s, newest first. The conversation is `?1`, or the SQL given
+/// after `of` (an outer query's column); the walk back stops after the first
+/// message that fails the condition given after `while`, if any.
 macro_rules! chain {
     ($statement:literal) => {
+        chain!(of "?1", $statement)
+    };
+    (of $conversation:literal, $statement:literal) => {
+        chain!(of $conversation, while "TRUE", $statement)
+    };
+    (of $conversation:literal, while $condition:literal, $statement:literal) => {
         concat!(
             "WITH RECURSIVE chain(seq) AS (
-                SELECT last_seq FROM chains WHERE conversation_id = ?1
+                SELECT last_seq FROM chains WHERE conversation_id = ",
+            $conversation,
+            "
                 UNION ALL
                 SELECT m.prev_seq FROM messages m JOIN chain ON m.seq = chain.seq
-                WHERE m.prev_seq IS NOT NULL) ",
+                WHERE m.prev_seq IS NOT NULL AND (",
+            $condition,
+            ")) ",
             $statement
         )
     };
