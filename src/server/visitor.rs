@@ -732,8 +732,6 @@ impl Session {
             quick_replies_json,
             reply_members,
         } = decided;
-        // The decision's text, unless an offline escalation replaces it.
-        let mut replaced: Option<String> = None;
         let escalates = d.kind == Kind::Escalate;
         // An escalation reaches the queue only when people are in and it has room;
         // otherwise the visitor is offered to leave a message.
@@ -741,10 +739,8 @@ impl Session {
         if escalates {
             let handoff = &self.app.config().handoff;
             if !self.app.inner.hours.open_now() {
-                replaced = Some(handoff.closed_message.clone());
                 offline = Some(("outside_hours", handoff.closed_message.clone()));
             } else if self.queue_full().await {
-                replaced = Some(handoff.busy_message.clone());
                 offline = Some(("queue_full", handoff.busy_message.clone()));
             } else if !self.app.inner.hub.any_agent_online() {
                 offline = Some(("no_agents", handoff.no_agents_message.clone()));
@@ -753,8 +749,12 @@ impl Session {
         // Offered a message instead, the visitor gets no quick replies, and
         // the reply is serialized here rather than from the decision's.
         let as_decided = offline.is_none();
-        let text = replaced.as_deref().unwrap_or(&d.text);
-        let queues = escalates && !matches!(offline, Some(("outside_hours" | "queue_full", _)));
+        // Outside hours or with the queue full, the offline message is the
+        // reply too; then nobody is queued.
+        let (text, queues) = match &offline {
+            Some(("outside_hours" | "queue_full", message)) => (message.as_str(), false),
+            _ => (d.text.as_str(), escalates),
+        };
         let conv = self.conversation.as_ref().expect("checked by caller");
         let answer_id = time_ordered_id("a_");
         let turn = Turn {

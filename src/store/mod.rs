@@ -1034,11 +1034,12 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
             Some(r) => (Some(&r.text), Some(&r.answer_id)),
             None => (None, None),
         };
+        // `append_message`'s steps, the insert first among the writes. The
+        // conversation must exist before its set of ids notes this one.
+        let prev = last_seq(c, &t.conversation_id)?;
         if !known::first_time(c, &t.conversation_id, client_id)? {
             return Ok(TurnOutcome::Duplicate);
         }
-        // `append_message`'s steps, the insert first among the writes.
-        let prev = last_seq(c, &t.conversation_id)?;
         exec(
             c,
             "INSERT INTO messages (conversation_id, client_id, role, text, created_at, reply_text, reply_answer_id,
