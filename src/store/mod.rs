@@ -252,12 +252,13 @@ impl Store {
 
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let max_batch = cfg.max_batch;
+        let commit_delay = std::time::Duration::from_micros(cfg.commit_delay_us.into());
         let stats = Arc::new(WriterStats::default());
         let measured = stats.clone();
         let thread = std::thread::Builder::new()
             .name("frontdesk-store".into())
             .spawn(move || {
-                writer(&conn, rx, max_batch, &restart, &measured);
+                writer(&conn, rx, max_batch, commit_delay, &restart, &measured);
                 // Every handle is gone: stop checkpointing beside the writer,
                 // then checkpoint everything so the database file stands alone.
                 drop(stop);
@@ -879,24 +880,92 @@ fn restart_wal(conn: &Connection, stats: &WriterStats) {
     }
 }
 
+/// Moves the jobs already queued into `batch`, up to `max_batch` in all.
+fn take_queued(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max_batch: usize) {
+    while batch.len() < max_batch {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Jobs a second from which the writer lets a group wait for more: below
+/// it, groups are small because turns are few, and each is committed as
+/// soon as it is seen.
+const BUSY_JOBS_PER_SECOND: f64 = 8_000.0;
+
+/// A group this large is committed without waiting: a commit's own cost
+/// (the log's header and the tails of the tables rewritten, the sync) is
+/// then a small share of the group's.
+const GROUP_WORTH_A_COMMIT: usize = 32;
+
+/// How often a lingering writer looks for new jobs.
+const LINGER_STEP: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// When the writer lets a small group wait for more jobs: only while jobs
+/// arrive at [`BUSY_JOBS_PER_SECOND`] or more, judged by the last group's
+/// size over the time since the group before it was collected. The rate,
+/// not the group's size, decides, because how many jobs queue up during a
+/// commit depends on how long the disk takes to sync.
+struct Pace {
+    delay: std::time::Duration,
+    last_collected: std::time::Instant,
+    last_group: usize,
+}
+
+impl Pace {
+    fn new(delay: std::time::Duration) -> Pace {
+        Pace {
+            delay,
+            last_collected: std::time::Instant::now(),
+            last_group: 0,
+        }
+    }
+
+    /// The moment until which a group of `len` jobs, collected at `now`,
+    /// waits for more; `None` to commit it now.
+    fn linger_until(&self, len: usize, now: std::time::Instant) -> Option<std::time::Instant> {
+        let cycle = now.duration_since(self.last_collected).as_secs_f64();
+        let busy = self.last_group as f64 >= BUSY_JOBS_PER_SECOND * cycle;
+        (busy && !self.delay.is_zero() && len < GROUP_WORTH_A_COMMIT).then(|| now + self.delay)
+    }
+
+    /// Notes a group of `len` jobs, complete at `now`.
+    fn collected(&mut self, len: usize, now: std::time::Instant) {
+        self.last_collected = now;
+        self.last_group = len;
+    }
+}
+
 fn writer(
     conn: &Connection,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
+    commit_delay: std::time::Duration,
     restart: &AtomicBool,
     stats: &WriterStats,
 ) {
     yield_on_wakeup();
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut pace = Pace::new(commit_delay);
     while let Some(first) = rx.blocking_recv() {
-        let started = std::time::Instant::now();
         batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        take_queued(&mut rx, &mut batch, max_batch);
+        if let Some(until) = pace.linger_until(batch.len(), std::time::Instant::now()) {
+            // Busy: more turns are on their way, and a commit costs about
+            // as much as a dozen turns. Let them join this one.
+            loop {
+                let now = std::time::Instant::now();
+                if now >= until || batch.len() >= GROUP_WORTH_A_COMMIT.min(max_batch) {
+                    break;
+                }
+                std::thread::sleep((until - now).min(LINGER_STEP));
+                take_queued(&mut rx, &mut batch, max_batch);
             }
         }
+        let started = std::time::Instant::now();
+        pace.collected(batch.len(), started);
         let begun = conn.execute_batch("BEGIN IMMEDIATE");
         let mut completions = Vec::with_capacity(batch.len());
         let mut torn = false;
@@ -1119,6 +1188,32 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
 mod tests {
     use super::*;
     use crate::engine::Kind;
+
+    #[test]
+    fn a_small_group_waits_for_more_only_while_jobs_come_fast() {
+        use std::time::{Duration, Instant};
+        let delay = Duration::from_millis(1);
+        let t0 = Instant::now();
+        let mut pace = Pace::new(delay);
+        // A first job after a quiet spell goes at once.
+        pace.collected(1, t0);
+        let t1 = t0 + Duration::from_millis(50);
+        assert_eq!(pace.linger_until(1, t1), None);
+        // Ten jobs collected a millisecond after the group before them:
+        // 10,000 a second, so the next small group waits.
+        pace.collected(10, t1);
+        let t2 = t1 + Duration::from_millis(1);
+        assert_eq!(pace.linger_until(3, t2), Some(t2 + delay));
+        // A group already worth its commit does not.
+        assert_eq!(pace.linger_until(GROUP_WORTH_A_COMMIT, t2), None);
+        // Ten jobs over 5 ms are 2,000 a second: no waiting.
+        pace.collected(10, t2);
+        assert_eq!(pace.linger_until(3, t2 + Duration::from_millis(5)), None);
+        // Nor with no delay configured, however busy.
+        let mut eager = Pace::new(Duration::ZERO);
+        eager.collected(100, t0);
+        assert_eq!(eager.linger_until(1, t0 + Duration::from_millis(1)), None);
+    }
 
     /// The one integer a query returns.
     async fn scalar(store: &Store, sql: &'static str) -> i64 {
