@@ -14,16 +14,36 @@ use frontdesk::store::{time_ordered_id, BotReply, Store, Turn};
 
 const CONVERSATIONS: usize = 1000;
 
-/// A decision's explanation of the usual size (about 1 KiB of JSON).
-fn explanation() -> String {
-    let article = r#"{"id":"shipping/delivery-times.md","confidence":0.878,"best_phrase":"How long does delivery take?","best_phrase_score":1.0,"centroid_score":0.756,"bm25":12.223}"#;
-    format!(
-        r#"{{"rule":"article \"shipping/delivery-times.md\": confidence 0.878 >= answer threshold 0.80","articles":[{}],"terms":["how","long","deliveri","take"],"answer_threshold":0.8,"clarify_threshold":0.4,"clarify_margin":0.15,"fallbacks_in_a_row":0}}"#,
-        [article; 5].join(",")
-    )
+/// A decision's explanation of the usual size (about 1 KiB of JSON),
+/// packed as the store keeps it.
+fn explanation() -> Vec<u8> {
+    let articles = [
+        ("shipping/delivery-times.md", "How long does delivery take?"),
+        ("shipping/international-shipping.md", "do you ship internationally"),
+        ("orders/track-my-order.md", "where is my parcel"),
+        ("returns/return-shipping-cost.md", "do I have to pay for return shipping"),
+        ("shipping/express-and-next-day.md", "is there express shipping"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (id, phrase))| {
+        format!(
+            r#"{{"id":"{id}","confidence":0.{:03},"best_phrase":"{phrase}","best_phrase_score":0.{:03},"centroid_score":0.{:03},"bm25":{}.{:03}}}"#,
+            878 - i * 131,
+            1000 - i * 97,
+            756 - i * 113,
+            12 - i * 2,
+            223 + i * 71
+        )
+    })
+    .collect::<Vec<_>>();
+    frontdesk::store::packed::pack(&format!(
+        r#"{{"rule":"article \"shipping/delivery-times.md\": confidence 0.878 >= answer threshold 0.80, lead 0.747 >= margin 0.15","articles":[{}],"terms":["how","long","deliveri","take"],"answer_threshold":0.8,"clarify_threshold":0.4,"clarify_margin":0.15,"fallbacks_in_a_row":0}}"#,
+        articles.join(",")
+    ))
 }
 
-fn turn(conversation_id: &str, n: u64, explanation: &str) -> Turn {
+fn turn(conversation_id: &str, n: u64, explanation: &[u8]) -> Turn {
     Turn {
         conversation_id: conversation_id.to_string(),
         visitor: Some((format!("m{n}"), "how long does delivery take".into())),

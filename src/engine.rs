@@ -201,8 +201,8 @@ fn thresholds(cfg: &EngineConfig, ctx: &Context) -> Explanation {
 #[derive(Debug, Clone)]
 pub struct Decided {
     pub decision: Arc<Decision>,
-    /// The explanation, as the store keeps it.
-    pub explanation_json: Arc<str>,
+    /// The explanation, as the store keeps it ([`crate::store::packed`]).
+    pub explanation_packed: Arc<[u8]>,
     /// The source and the quick replies, as the store keeps them.
     pub source_json: Option<Arc<str>>,
     pub quick_replies_json: Arc<str>,
@@ -213,8 +213,9 @@ pub struct Decided {
 
 impl Decided {
     pub fn new(decision: Decision) -> Decided {
-        let explanation_json =
-            serde_json::to_string(&decision.explanation).expect("explanation serializes");
+        let explanation_packed = crate::store::packed::pack(
+            &serde_json::to_string(&decision.explanation).expect("explanation serializes"),
+        );
         let source_json = decision
             .source
             .as_ref()
@@ -231,7 +232,7 @@ impl Decided {
         .into();
         Decided {
             decision: Arc::new(decision),
-            explanation_json: explanation_json.into(),
+            explanation_packed: explanation_packed.into(),
             source_json,
             quick_replies_json,
             reply_members,
@@ -976,7 +977,12 @@ redact = true
             assert!(!remembered, "{text}");
             assert_eq!(*first.decision, decide(&c, &ctx, text, &cfg()), "{text}");
             let explained = serde_json::to_string(&first.decision.explanation).unwrap();
-            assert_eq!(*first.explanation_json, explained, "{text}");
+            let packed = rusqlite::types::ValueRef::Blob(&first.explanation_packed);
+            assert_eq!(
+                crate::store::packed::unpack(packed).unwrap(),
+                explained,
+                "{text}"
+            );
             // The second time it is decided again, and kept.
             let (second, remembered) = decide_remembered(&c, &ctx, text, &cfg());
             assert!(!remembered, "{text}");
@@ -985,7 +991,7 @@ redact = true
                 let (again, remembered) = decide_remembered(&c, &ctx, text, &cfg());
                 assert!(remembered, "{text}");
                 assert_eq!(again.decision, first.decision, "{text}");
-                assert_eq!(again.explanation_json, first.explanation_json, "{text}");
+                assert_eq!(again.explanation_packed, first.explanation_packed, "{text}");
             }
         }
         // The exact text: another spelling is decided afresh.

@@ -727,7 +727,7 @@ impl Session {
         let took = started.elapsed().as_secs_f64();
         let Decided {
             decision: d,
-            explanation_json,
+            explanation_packed,
             source_json,
             quick_replies_json,
             reply_members,
@@ -773,7 +773,7 @@ impl Session {
                 },
                 score: d.score,
                 escalation: d.escalation,
-                explanation: explanation_json,
+                explanation: explanation_packed,
                 smalltalk: d.kind == Kind::Answer
                     && d.source.as_ref().is_some_and(|s| {
                         s.kind == crate::engine::SourceKind::Intent

@@ -610,9 +610,15 @@ fn agent_conversation(c: &Connection, id: &str) -> Result<Option<AgentConversati
     for entry in super::history(c, id)? {
         let explanation = match &entry.answer_id {
             Some(a) => stmt
-                .query_row((id, a), |r| r.get::<_, String>(0))
+                .query_row((id, a), |r| Ok(super::packed::unpack(r.get_ref(0)?)))
                 .optional()?
-                .and_then(|e| serde_json::from_str(&e).ok()),
+                .and_then(|e| match e {
+                    Ok(json) => serde_json::from_str(&json).ok(),
+                    Err(e) => {
+                        tracing::warn!(answer_id = %a, error = %e, "an explanation is unreadable");
+                        None
+                    }
+                }),
             None => None,
         };
         conv.history.push(AgentHistoryEntry { entry, explanation });

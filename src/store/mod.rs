@@ -35,6 +35,7 @@ pub(crate) use chain;
 
 mod handoff;
 mod known;
+pub mod packed;
 mod schema;
 
 pub use handoff::{
@@ -723,8 +724,8 @@ pub struct BotReply {
     pub quick_replies_json: std::sync::Arc<str>,
     pub score: f32,
     pub escalation: Option<crate::engine::EscalationReason>,
-    /// The explanation as JSON.
-    pub explanation: std::sync::Arc<str>,
+    /// The explanation as JSON, packed ([`packed::pack`]).
+    pub explanation: std::sync::Arc<[u8]>,
     /// Answered small talk (a greeting, thanks), not a question.
     pub smalltalk: bool,
 }
@@ -1215,6 +1216,23 @@ mod tests {
         assert_eq!(eager.linger_until(1, t0 + Duration::from_millis(1)), None);
     }
 
+    /// An explanation that packs to about 1,000 bytes: pseudo-random hex,
+    /// which LZ4 finds nothing to shorten in.
+    fn bulky_explanation() -> std::sync::Arc<[u8]> {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let hex: String = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from_digit((x % 16) as u32, 16).unwrap()
+            })
+            .collect();
+        let packed = packed::pack(&hex);
+        assert!(packed.len() > 950, "{}", packed.len());
+        packed.into()
+    }
+
     /// The one integer a query returns.
     async fn scalar(store: &Store, sql: &'static str) -> i64 {
         store
@@ -1249,7 +1267,7 @@ mod tests {
                 quick_replies_json: "[]".into(),
                 score: 1.0,
                 escalation: None,
-                explanation: "{}".into(),
+                explanation: packed::pack("{}").into(),
                 smalltalk: false,
             }),
             state: None,
@@ -1546,7 +1564,7 @@ mod tests {
         let before = std::fs::metadata(&db).unwrap().len();
         for i in 0..200 {
             let mut t = turn("c1", &format!("m{i}"), &"words ".repeat(200));
-            t.reply.as_mut().unwrap().explanation = "x".repeat(1000).into();
+            t.reply.as_mut().unwrap().explanation = bulky_explanation();
             store.store_turn(t).await.unwrap();
         }
         // Nothing but the checkpointer copies pages into the main file before
@@ -1602,7 +1620,7 @@ mod tests {
                     while std::time::Instant::now() < stop {
                         let message = format!("{id}-{round}-m{n}");
                         let mut t = turn(&id, &message, &"words ".repeat(50));
-                        t.reply.as_mut().unwrap().explanation = "x".repeat(1000).into();
+                        t.reply.as_mut().unwrap().explanation = bulky_explanation();
                         store.store_turn(t).await.unwrap();
                         n += 1;
                     }
