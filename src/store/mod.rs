@@ -779,24 +779,34 @@ fn in_savepoint<T>(
     }
 }
 
-/// Marks the calling thread (the writer, the checkpointer) as a batch thread:
-/// it gets its share of the CPU, but waking up does not preempt a running
-/// thread. The writer is woken by
-/// the first job of each group; without this, on a busy core it would
-/// interrupt the thread producing the jobs at once and commit groups of a few
-/// dozen, paying a commit's page writes for each. Letting the producer finish
-/// its turn makes the groups two to three times larger (docs/benchmarks.md).
-fn yield_on_wakeup() {
+/// Marks the calling thread as a batch thread (`yield_on_wakeup(true)`): it
+/// gets its share of the CPU, but waking up does not preempt a running
+/// thread; or as a normal one again (`false`). The checkpointer is always a
+/// batch thread. The writer is one while it is saturated (see [`writer`]):
+/// woken by the first job of a group, or by its sync's completion, it would
+/// otherwise interrupt the thread producing the jobs at once and commit
+/// groups of a few dozen, paying a commit's page writes for each; letting
+/// the producer finish its turn makes the groups several times larger
+/// (docs/benchmarks.md). Below saturation the writer is a normal thread, so
+/// that the replies waiting for its commit are not also kept waiting for
+/// the producer's turn to end.
+fn yield_on_wakeup(batch: bool) {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
+        let policy = if batch {
+            libc::SCHED_BATCH
+        } else {
+            libc::SCHED_OTHER
+        };
         // SAFETY: pthread_self() is the calling thread, and param outlives the call.
-        let rc =
-            unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_BATCH, &param) };
+        let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), policy, &param) };
         if rc != 0 {
-            tracing::debug!(error = rc, "the thread keeps the normal scheduling policy");
+            tracing::debug!(error = rc, batch, "the thread keeps its scheduling policy");
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = batch;
 }
 
 /// How often committed pages are copied from the WAL into the database file.
@@ -832,7 +842,7 @@ fn checkpointer(
     wal_max_pages: i64,
     restart: &AtomicBool,
 ) {
-    yield_on_wakeup();
+    yield_on_wakeup(true);
     let checkpoint = || -> rusqlite::Result<i64> {
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
     };
@@ -947,12 +957,20 @@ fn writer(
     restart: &AtomicBool,
     stats: &WriterStats,
 ) {
-    yield_on_wakeup();
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut pace = Pace::new(commit_delay);
+    let mut saturated = false;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         take_queued(&mut rx, &mut batch, max_batch);
+        // Saturated: a group worth its commit was waiting without any
+        // lingering. Until that changes, the writer stops preempting the
+        // workers (see `yield_on_wakeup`).
+        let full = batch.len() >= GROUP_WORTH_A_COMMIT.min(max_batch);
+        if full != saturated {
+            saturated = full;
+            yield_on_wakeup(saturated);
+        }
         if let Some(until) = pace.linger_until(batch.len(), std::time::Instant::now()) {
             // Busy: more turns are on their way, and a commit costs about
             // as much as a dozen turns. Let them join this one.
@@ -1189,6 +1207,22 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
 mod tests {
     use super::*;
     use crate::engine::Kind;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_thread_turns_batch_and_back() {
+        std::thread::spawn(|| {
+            // SAFETY: sched_getscheduler(0) reads the calling thread's policy.
+            let policy = || unsafe { libc::sched_getscheduler(0) };
+            assert_eq!(policy(), libc::SCHED_OTHER);
+            yield_on_wakeup(true);
+            assert_eq!(policy(), libc::SCHED_BATCH);
+            yield_on_wakeup(false);
+            assert_eq!(policy(), libc::SCHED_OTHER);
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn a_small_group_waits_for_more_only_while_jobs_come_fast() {
