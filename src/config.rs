@@ -229,6 +229,9 @@ impl Default for Limits {
     }
 }
 
+/// The longest `store.commit_delay_us` accepted: 50 ms.
+const MAX_COMMIT_DELAY_US: u32 = 50_000;
+
 /// Persistence settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -343,6 +346,11 @@ impl Config {
         if self.store.wal_max_mib == 0 {
             return Err("store.wal_max_mib must be at least 1".into());
         }
+        if self.store.commit_delay_us > MAX_COMMIT_DELAY_US {
+            return Err(format!(
+                "store.commit_delay_us must be at most {MAX_COMMIT_DELAY_US} (every reply under load waits for it)"
+            ));
+        }
         Ok(())
     }
 }
@@ -372,5 +380,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("clarify_threshold"), "{err}");
+    }
+
+    #[test]
+    fn a_commit_delay_past_50_ms_is_refused() {
+        let parse = |us: u32| {
+            Config::parse(
+                &format!("[store]\ncommit_delay_us = {us}"),
+                Path::new("f.toml"),
+            )
+        };
+        assert_eq!(parse(0).unwrap().store.commit_delay_us, 0);
+        assert_eq!(parse(50_000).unwrap().store.commit_delay_us, 50_000);
+        let err = parse(50_001).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("store.commit_delay_us must be at most 50000"),
+            "{err}"
+        );
     }
 }
