@@ -4,7 +4,7 @@
 //! An explanation (the rule in words, the candidates with their scores, the
 //! thresholds) is about 1 KB of JSON, three quarters of what a turn adds to
 //! the database and most of what each group commit writes to the log.
-//! Packed, it is about a third of that. The packing is done once per
+//! Packed, it is a little over 40% of that. The packing is done once per
 //! decision, in the worker, and a remembered decision shares it.
 //!
 //! A packed explanation is a BLOB: a format byte, then the JSON's length
