@@ -972,8 +972,9 @@ fn writer(
             yield_on_wakeup(saturated);
         }
         if let Some(until) = pace.linger_until(batch.len(), std::time::Instant::now()) {
-            // Busy: more turns are on their way, and a commit costs about
-            // as much as a dozen turns. Let them join this one.
+            // Busy: more turns are on their way, and a commit's own cost
+            // (its sync, the tables' tails) is that of 15-20 turns' statements
+            // (docs/benchmarks.md, ninth round). Let them join this one.
             loop {
                 let now = std::time::Instant::now();
                 if now >= until || batch.len() >= GROUP_WORTH_A_COMMIT.min(max_batch) {
