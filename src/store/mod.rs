@@ -906,9 +906,9 @@ fn take_queued(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max_batch: us
 /// soon as it is seen.
 const BUSY_JOBS_PER_SECOND: f64 = 8_000.0;
 
-/// A group this large is committed without waiting: a commit's own cost
-/// (the log's header and the tails of the tables rewritten, the sync) is
-/// then a small share of the group's.
+/// A group this large (or `max_batch`, if smaller) is committed without
+/// waiting: a commit's own cost (the log's header and the tails of the
+/// tables rewritten, the sync) is then a small share of the group's.
 const GROUP_WORTH_A_COMMIT: usize = 32;
 
 /// How often a lingering writer looks for new jobs.
@@ -921,14 +921,17 @@ const LINGER_STEP: std::time::Duration = std::time::Duration::from_micros(250);
 /// commit depends on how long the disk takes to sync.
 struct Pace {
     delay: std::time::Duration,
+    /// The size of a group worth a commit by itself.
+    worth: usize,
     last_collected: std::time::Instant,
     last_group: usize,
 }
 
 impl Pace {
-    fn new(delay: std::time::Duration) -> Pace {
+    fn new(delay: std::time::Duration, worth: usize) -> Pace {
         Pace {
             delay,
+            worth,
             last_collected: std::time::Instant::now(),
             last_group: 0,
         }
@@ -939,7 +942,7 @@ impl Pace {
     fn linger_until(&self, len: usize, now: std::time::Instant) -> Option<std::time::Instant> {
         let cycle = now.duration_since(self.last_collected).as_secs_f64();
         let busy = self.last_group as f64 >= BUSY_JOBS_PER_SECOND * cycle;
-        (busy && !self.delay.is_zero() && len < GROUP_WORTH_A_COMMIT).then(|| now + self.delay)
+        (busy && !self.delay.is_zero() && len < self.worth).then(|| now + self.delay)
     }
 
     /// Notes a group of `len` jobs, complete at `now`.
@@ -958,7 +961,7 @@ fn writer(
     stats: &WriterStats,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut pace = Pace::new(commit_delay);
+    let mut pace = Pace::new(commit_delay, GROUP_WORTH_A_COMMIT.min(max_batch));
     let mut saturated = false;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -966,7 +969,7 @@ fn writer(
         // Saturated: a group worth its commit was waiting without any
         // lingering. Until that changes, the writer stops preempting the
         // workers (see `yield_on_wakeup`).
-        let full = batch.len() >= GROUP_WORTH_A_COMMIT.min(max_batch);
+        let full = batch.len() >= pace.worth;
         if full != saturated {
             saturated = full;
             yield_on_wakeup(saturated);
@@ -977,7 +980,7 @@ fn writer(
             // (docs/benchmarks.md, ninth round). Let them join this one.
             loop {
                 let now = std::time::Instant::now();
-                if now >= until || batch.len() >= GROUP_WORTH_A_COMMIT.min(max_batch) {
+                if now >= until || batch.len() >= pace.worth {
                     break;
                 }
                 std::thread::sleep((until - now).min(LINGER_STEP));
@@ -1230,7 +1233,7 @@ mod tests {
         use std::time::{Duration, Instant};
         let delay = Duration::from_millis(1);
         let t0 = Instant::now();
-        let mut pace = Pace::new(delay);
+        let mut pace = Pace::new(delay, GROUP_WORTH_A_COMMIT);
         // A first job after a quiet spell goes at once.
         pace.collected(1, t0);
         let t1 = t0 + Duration::from_millis(50);
@@ -1246,7 +1249,7 @@ mod tests {
         pace.collected(10, t2);
         assert_eq!(pace.linger_until(3, t2 + Duration::from_millis(5)), None);
         // Nor with no delay configured, however busy.
-        let mut eager = Pace::new(Duration::ZERO);
+        let mut eager = Pace::new(Duration::ZERO, GROUP_WORTH_A_COMMIT);
         eager.collected(100, t0);
         assert_eq!(eager.linger_until(1, t0 + Duration::from_millis(1)), None);
     }
@@ -1597,9 +1600,10 @@ mod tests {
         let (dir, store, guard) = open_with(&["c1"]).await;
         let db = dir.path().join("frontdesk.db");
         let before = std::fs::metadata(&db).unwrap().len();
+        let explanation = bulky_explanation();
         for i in 0..200 {
             let mut t = turn("c1", &format!("m{i}"), &"words ".repeat(200));
-            t.reply.as_mut().unwrap().explanation = bulky_explanation();
+            t.reply.as_mut().unwrap().explanation = explanation.clone();
             store.store_turn(t).await.unwrap();
         }
         // Nothing but the checkpointer copies pages into the main file before
@@ -1646,16 +1650,18 @@ mod tests {
         round: usize,
     ) -> (u64, bool) {
         let stop = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let explanation = bulky_explanation();
         let writers: Vec<_> = conversations
             .iter()
             .map(|id| {
                 let (store, id) = (store.clone(), id.clone());
+                let explanation = explanation.clone();
                 tokio::spawn(async move {
                     let mut n = 0;
                     while std::time::Instant::now() < stop {
                         let message = format!("{id}-{round}-m{n}");
                         let mut t = turn(&id, &message, &"words ".repeat(50));
-                        t.reply.as_mut().unwrap().explanation = bulky_explanation();
+                        t.reply.as_mut().unwrap().explanation = explanation.clone();
                         store.store_turn(t).await.unwrap();
                         n += 1;
                     }

@@ -168,8 +168,9 @@ const MIGRATIONS: &[&str] = &[
     // ids are ordered by time), and `chains` holds a few hundred
     // conversations a page, so a commit's turns share their pages. (Kept in
     // the conversation's own row, the last message cost a rewrite of that
-    // larger row, and one more page, for most turns.) A message id the conversation already has is refused by
-    // the writer (src/store/known.rs), as the index's uniqueness did. The
+    // larger row, and one more page, for most turns.) A message id the
+    // conversation already has is refused by the writer
+    // (src/store/known.rs), as the index's uniqueness did. The
     // foreign key to the conversation goes with the index (deleting a
     // conversation would scan every message for its own): every message is
     // stored by `append_message`, which refuses a conversation that does not
