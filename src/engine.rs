@@ -352,10 +352,10 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
 
     // 4. The knowledge base.
     let kb = &content.kb;
-    let search = kb.search_prepared(&clean, cfg.candidates);
-    expl.terms = search.terms.clone();
-    expl.corrections = search.corrections.clone();
-    expl.unknown_terms = search.unknown.clone();
+    let mut search = kb.search_prepared(&clean, cfg.candidates);
+    expl.terms = std::mem::take(&mut search.terms);
+    expl.corrections = std::mem::take(&mut search.corrections);
+    expl.unknown_terms = std::mem::take(&mut search.unknown);
     expl.articles = search
         .hits
         .iter()
@@ -398,7 +398,7 @@ pub fn decide(content: &Content, ctx: &Context, text: &str, cfg: &EngineConfig) 
                 "article {:?}: confidence {:.3} >= answer threshold {:.2}, lead {:.3} >= margin {:.2}",
                 a.id, top.confidence, cfg.answer_threshold, lead, cfg.clarify_margin
             );
-            let text = kb.excerpt(top.article, &search.terms, cfg.excerpt_chars);
+            let text = kb.excerpt(top.article, &expl.terms, cfg.excerpt_chars);
             return article_answer(kb, top.article, text, top.confidence, redacted, expl);
         }
         if top.confidence >= cfg.clarify_threshold {

@@ -71,20 +71,27 @@ struct Fields {
     phrasings: Field,
 }
 
-/// A title or question of an article, as weighted terms.
-#[derive(Debug, Clone)]
+/// A title or question of an article: where its terms are in
+/// [`KnowledgeBase::phrase_terms`] (sorted, unique term ids), and its norm.
+#[derive(Debug, Clone, Copy)]
 struct Phrase {
-    /// Sorted, unique term ids.
-    terms: Vec<u32>,
+    start: u32,
+    end: u32,
     norm: f32,
 }
 
-/// What the scorer knows about one article.
-#[derive(Debug, Clone)]
+/// What the scorer knows about one article: where its phrasings are in
+/// [`KnowledgeBase::phrases`], and the norm of their centroid (each term
+/// weighted by the share of the article's phrasings that contain it).
+///
+/// Every article's phrasings sit side by side in two flat arrays, so that
+/// rescoring a candidate reads a few adjacent cache lines rather than one
+/// allocation per phrasing: on 10,000 articles, where candidates are rarely
+/// in cache, the misses were most of the rescoring's time.
+#[derive(Debug, Clone, Copy)]
 struct ArticleVectors {
-    phrases: Vec<Phrase>,
-    /// Term id -> share of the article's phrasings that contain it, sorted by id.
-    centroid: Vec<(u32, f32)>,
+    phrases_start: u32,
+    phrases_end: u32,
     centroid_norm: f32,
 }
 
@@ -142,6 +149,10 @@ pub struct KnowledgeBase {
     /// Deletion neighbourhood (one character removed, and the term itself) -> term ids.
     deletions: HashMap<String, Vec<u32>>,
     vectors: Vec<ArticleVectors>,
+    /// Every article's phrasings, in article order.
+    phrases: Vec<Phrase>,
+    /// The phrasings' term ids, in phrasing order.
+    phrase_terms: Vec<u32>,
     synonyms: Synonyms,
     /// Article id -> index into `articles`.
     by_id: HashMap<String, usize>,
@@ -370,41 +381,44 @@ impl KnowledgeBase {
             .map(|&d| ((n + 1.0) / (d.max(1) as f32 + 0.5)).ln())
             .collect();
         let unknown_idf = UNKNOWN_IDF_FACTOR * ((n + 1.0) / 1.5).ln();
-        let vectors = phrase_terms
-            .into_iter()
-            .map(|phrases| {
-                let count = phrases.len().max(1) as f32;
-                let mut share: HashMap<u32, f32> = HashMap::new();
-                for p in &phrases {
-                    for &t in p {
-                        *share.entry(t).or_default() += 1.0 / count;
-                    }
+        let mut vectors = Vec::with_capacity(phrase_terms.len());
+        let mut phrases = Vec::new();
+        let mut flat_terms = Vec::new();
+        let at = |len: usize| u32::try_from(len).expect("fewer than 2^32 phrasings and terms");
+        for article in phrase_terms {
+            let count = article.len().max(1) as f32;
+            let mut share: HashMap<u32, f32> = HashMap::new();
+            for p in &article {
+                for &t in p {
+                    *share.entry(t).or_default() += 1.0 / count;
                 }
-                let mut centroid: Vec<(u32, f32)> = share.into_iter().collect();
-                centroid.sort_unstable_by_key(|&(t, _)| t);
-                let centroid_norm = centroid
+            }
+            let centroid_norm = share
+                .iter()
+                .map(|(&t, &s)| (s * idf[t as usize]).powi(2))
+                .sum::<f32>()
+                .sqrt();
+            let phrases_start = at(phrases.len());
+            for terms in article {
+                let norm = terms
                     .iter()
-                    .map(|&(t, s)| (s * idf[t as usize]).powi(2))
+                    .map(|&t| idf[t as usize].powi(2))
                     .sum::<f32>()
                     .sqrt();
-                let phrases = phrases
-                    .into_iter()
-                    .map(|terms| {
-                        let norm = terms
-                            .iter()
-                            .map(|&t| idf[t as usize].powi(2))
-                            .sum::<f32>()
-                            .sqrt();
-                        Phrase { terms, norm }
-                    })
-                    .collect();
-                ArticleVectors {
-                    phrases,
-                    centroid,
-                    centroid_norm,
-                }
-            })
-            .collect();
+                let start = at(flat_terms.len());
+                flat_terms.extend_from_slice(&terms);
+                phrases.push(Phrase {
+                    start,
+                    end: at(flat_terms.len()),
+                    norm,
+                });
+            }
+            vectors.push(ArticleVectors {
+                phrases_start,
+                phrases_end: at(phrases.len()),
+                centroid_norm,
+            });
+        }
         let mut names = vec![String::new(); vocab.len()];
         for (term, &id) in &vocab {
             names[id as usize] = term.clone();
@@ -443,6 +457,8 @@ impl KnowledgeBase {
             df,
             deletions,
             vectors,
+            phrases,
+            phrase_terms: flat_terms,
             synonyms: synonyms.clone(),
         })
     }
@@ -547,40 +563,41 @@ impl KnowledgeBase {
             .collect();
         telling.sort_by(|a, b| b.0.total_cmp(&a.0));
         telling.truncate(RETRIEVAL_TERMS);
-        let telling: Vec<String> = telling.into_iter().map(|(_, t)| t.to_string()).collect();
+        let telling: Vec<&str> = telling.into_iter().map(|(_, t)| t).collect();
         let retrieved = self.retrieve(&telling, candidates);
         let known_sq: f32 = ids.iter().map(|&(t, _)| self.idf[t as usize].powi(2)).sum();
         let unknown_sq = search.unknown.len() as f32 * self.unknown_idf.powi(2);
         let q_norm = (known_sq + unknown_sq).sqrt();
         // What a shared term adds to a dot product: its squared IDF, discounted
         // for a correction.
-        let gain = |t: u32, share: f32| share * self.idf[t as usize].powi(2);
+        let query = QueryVector::new(
+            ids.iter()
+                .map(|&(t, share)| (t, share * self.idf[t as usize].powi(2))),
+        );
         let mut hits: Vec<Hit> = retrieved
             .into_iter()
             .map(|(article, bm25)| {
-                let v = &self.vectors[article];
+                let v = self.vectors[article];
+                let phrases = &self.phrases[v.phrases_start as usize..v.phrases_end as usize];
                 let mut best = 0.0f32;
                 let mut best_phrase = 0;
-                for (i, p) in v.phrases.iter().enumerate() {
+                // The centroid's dot product is the mean of the phrasings':
+                // a term's weight in it is the share of phrasings holding it.
+                let mut dots = 0.0f32;
+                for (i, p) in phrases.iter().enumerate() {
                     if p.norm == 0.0 {
                         continue;
                     }
-                    let dot: f32 = intersect(&ids, &p.terms)
-                        .map(|(t, share)| gain(t, share))
-                        .sum();
+                    let terms = &self.phrase_terms[p.start as usize..p.end as usize];
+                    let dot = query.dot(terms);
+                    dots += dot;
                     let cos = dot / (q_norm * p.norm);
                     if cos > best {
                         best = cos;
                         best_phrase = i;
                     }
                 }
-                let centroid_dot: f32 = ids
-                    .iter()
-                    .filter_map(|&(t, share)| {
-                        let i = v.centroid.binary_search_by_key(&t, |&(c, _)| c).ok()?;
-                        Some(v.centroid[i].1 * gain(t, share))
-                    })
-                    .sum();
+                let centroid_dot = dots / phrases.len().max(1) as f32;
                 let centroid_score = if v.centroid_norm > 0.0 {
                     centroid_dot / (q_norm * v.centroid_norm)
                 } else {
@@ -609,7 +626,7 @@ impl KnowledgeBase {
     }
 
     /// BM25 retrieval: (article index, score), best first.
-    fn retrieve(&self, terms: &[String], limit: usize) -> Vec<(usize, f32)> {
+    fn retrieve(&self, terms: &[&str], limit: usize) -> Vec<(usize, f32)> {
         let clauses: Vec<(Occur, Box<dyn Query>)> = terms
             .iter()
             .map(|t| {
@@ -674,6 +691,38 @@ pub fn truncate_at_boundary(text: &str, max: usize) -> String {
 }
 
 /// Query terms (sorted `(id, share)`) also present in a sorted term list.
+/// A query's terms with what each adds to a dot product, for the dot
+/// products with many short term lists (an article's phrasings). Most of a
+/// phrasing's terms are not in the query: a 64-bit filter of the query's
+/// terms turns each of those away with one bit test, where a merge of the
+/// two sorted lists took a step whose branch the CPU could not predict.
+struct QueryVector {
+    filter: u64,
+    gains: Vec<(u32, f32)>,
+}
+
+impl QueryVector {
+    fn new(gains: impl Iterator<Item = (u32, f32)>) -> QueryVector {
+        let gains: Vec<(u32, f32)> = gains.collect();
+        let filter = gains.iter().fold(0u64, |f, &(t, _)| f | 1 << (t % 64));
+        QueryVector { filter, gains }
+    }
+
+    /// The dot product with `terms` (unique term ids), each shared term
+    /// adding its gain, in the order of `terms`.
+    fn dot(&self, terms: &[u32]) -> f32 {
+        let mut dot = 0.0;
+        for &t in terms {
+            if self.filter & (1 << (t % 64)) != 0 {
+                if let Some(&(_, gain)) = self.gains.iter().find(|&&(q, _)| q == t) {
+                    dot += gain;
+                }
+            }
+        }
+        dot
+    }
+}
+
 fn intersect<'a>(a: &'a [(u32, f32)], b: &'a [u32]) -> impl Iterator<Item = (u32, f32)> + 'a {
     let (mut i, mut j) = (0, 0);
     std::iter::from_fn(move || {
@@ -852,6 +901,19 @@ mod tests {
                 vec![("rice".to_string(), "dice".to_string())]
             );
         }
+    }
+
+    #[test]
+    fn a_dot_product_counts_the_shared_terms_only() {
+        // 67, 74 and 194 pass the filter as 3, 10 and 130 do (the same bit),
+        // and must still not count.
+        let q = QueryVector::new([(3, 1.0), (10, 2.0), (130, 4.0)].into_iter());
+        assert_eq!(q.dot(&[3, 10, 130]), 7.0);
+        assert_eq!(q.dot(&[67, 74, 194]), 0.0);
+        assert_eq!(q.dot(&[1, 10, 67, 200]), 2.0);
+        assert_eq!(q.dot(&[]), 0.0);
+        let empty = QueryVector::new(std::iter::empty());
+        assert_eq!(empty.dot(&[0, 64, 3]), 0.0);
     }
 
     #[test]
