@@ -38,6 +38,81 @@ pub fn analyzer() -> TextAnalyzer {
         .build()
 }
 
+/// [`analyzer`] up to its stemmer.
+fn unstemmed_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .filter(StopWordFilter::remove(
+            STOP_WORDS.iter().map(|w| w.to_string()),
+        ))
+        .build()
+}
+
+/// Words whose stems a thread remembers; past this, it starts over.
+const REMEMBERED_STEMS: usize = 65_536;
+
+/// [`analyzer`] for visitor text, remembering the stem of each word: stemming
+/// was most of analysing a message, and visitors' words repeat.
+struct QueryAnalyzer {
+    unstemmed: TextAnalyzer,
+    /// [`analyzer`]'s stemmer, on one word at a time.
+    stemmer: TextAnalyzer,
+    stems: std::collections::HashMap<String, String>,
+}
+
+impl QueryAnalyzer {
+    fn new() -> QueryAnalyzer {
+        QueryAnalyzer {
+            unstemmed: unstemmed_analyzer(),
+            stemmer: TextAnalyzer::builder(tantivy::tokenizer::RawTokenizer::default())
+                .filter(Stemmer::new(Language::English))
+                .build(),
+            stems: std::collections::HashMap::new(),
+        }
+    }
+
+    fn terms(&mut self, text: &str) -> Vec<String> {
+        let QueryAnalyzer {
+            unstemmed,
+            stemmer,
+            stems,
+        } = self;
+        let mut out = Vec::new();
+        let mut words = unstemmed.token_stream(text);
+        while words.advance() {
+            let word = &words.token().text;
+            if let Some(stem) = stems.get(word) {
+                out.push(stem.clone());
+                continue;
+            }
+            let mut one = stemmer.token_stream(word);
+            let stem = if one.advance() {
+                one.token().text.clone()
+            } else {
+                word.clone()
+            };
+            if stems.len() >= REMEMBERED_STEMS {
+                stems.clear();
+            }
+            stems.insert(word.clone(), stem.clone());
+            out.push(stem);
+        }
+        out
+    }
+}
+
+/// Terms of visitor text, as [`terms`] with [`analyzer`] gives them, with
+/// the stems of words already seen on this thread remembered.
+pub fn query_terms(text: &str) -> Vec<String> {
+    thread_local! {
+        static QUERY: std::cell::RefCell<QueryAnalyzer> =
+            std::cell::RefCell::new(QueryAnalyzer::new());
+    }
+    QUERY.with_borrow_mut(|q| q.terms(text))
+}
+
 /// Terms of `text` as [`analyzer`] produces them, in order.
 pub fn terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -248,6 +323,37 @@ mod tests {
             terms(&mut a, "The refunds, refunded; café!"),
             ["refund", "refund", "cafe"]
         );
+    }
+
+    #[test]
+    fn visitor_text_gets_the_analyzers_terms_from_memory_too() {
+        let texts = [
+            "The refunds, refunded; café!",
+            "Where's my order FD-123456? It was delivered to the wrong address",
+            "running runner runs ran cancellation cancelled cancelling",
+            "Ünïcödé naïve résumé über straße",
+            "a an the please thanks",
+            "",
+            "supercalifragilisticexpialidocious-and-a-word-longer-than-forty-characters-in-all x",
+            "how long does delivery take to germany",
+        ];
+        let mut a = analyzer();
+        // Twice: the first analysis stems, the second remembers.
+        for round in 0..2 {
+            for text in texts {
+                assert_eq!(
+                    query_terms(text),
+                    terms(&mut a, text),
+                    "{text:?}, round {round}"
+                );
+            }
+        }
+        let mut q = QueryAnalyzer::new();
+        for i in 0..REMEMBERED_STEMS + 10 {
+            q.terms(&format!("word{i}"));
+        }
+        assert!(q.stems.len() <= REMEMBERED_STEMS, "the memory is bounded");
+        assert_eq!(q.terms("refunds running"), ["refund", "run"]);
     }
 
     #[test]

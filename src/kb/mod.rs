@@ -136,7 +136,6 @@ pub struct KnowledgeBase {
     fields: Fields,
     /// Per article, per paragraph: its term ids, for choosing excerpts.
     paragraph_terms: Vec<Vec<Vec<u32>>>,
-    analyzer: TextAnalyzer,
     vocab: HashMap<String, u32>,
     /// Term id -> term.
     names: Vec<String>,
@@ -449,7 +448,6 @@ impl KnowledgeBase {
             doc_articles,
             paragraph_terms,
             fields,
-            analyzer: text::analyzer(),
             vocab,
             names,
             idf,
@@ -478,10 +476,9 @@ impl KnowledgeBase {
     /// the share of their weight they contribute (less than 1 for a
     /// correction), sorted by id.
     fn query_terms(&self, prepared: &str) -> (Vec<(u32, f32)>, Search) {
-        let mut analyzer = self.analyzer.clone();
         let mut search = Search::default();
         let mut ids: Vec<(u32, f32)> = Vec::new();
-        for t in text::terms(&mut analyzer, prepared) {
+        for t in text::query_terms(prepared) {
             if let Some(&id) = self.vocab.get(&t) {
                 ids.push((id, 1.0));
                 search.terms.push(t);
