@@ -50,8 +50,10 @@ fn unstemmed_analyzer() -> TextAnalyzer {
         .build()
 }
 
-/// Words whose stems a thread remembers; past this, it starts over.
-const REMEMBERED_STEMS: usize = 65_536;
+/// Words whose stems a thread remembers; past this, it starts over. Words
+/// are at most 40 bytes, so a thread holds at most a few MiB of them, however
+/// many distinct words visitors send.
+const REMEMBERED_STEMS: usize = 16_384;
 
 /// [`analyzer`] for visitor text, remembering the stem of each word: stemming
 /// was most of analysing a message, and visitors' words repeat.
