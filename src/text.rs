@@ -6,7 +6,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    StopWordFilter, TextAnalyzer, TokenStream,
+    StopWordFilter, TextAnalyzer, TextAnalyzerBuilder, TokenStream, Tokenizer,
 };
 
 /// Words too common to say anything about what a visitor wants. Question words
@@ -27,19 +27,17 @@ pub const ANALYZER: &str = "frontdesk_en";
 /// a letter or digit, drop absurdly long tokens, lowercase, fold accents to ASCII,
 /// drop stop words and apply English stemming.
 pub fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(AsciiFoldingFilter)
-        .filter(StopWordFilter::remove(
-            STOP_WORDS.iter().map(|w| w.to_string()),
-        ))
-        .filter(Stemmer::new(Language::English))
-        .build()
+    words().filter(Stemmer::new(Language::English)).build()
 }
 
 /// [`analyzer`] up to its stemmer.
 fn unstemmed_analyzer() -> TextAnalyzer {
+    words().build()
+}
+
+/// The chain both analyzers share: words, at most 40 bytes, lowercased,
+/// folded to ASCII, stop words removed.
+fn words() -> TextAnalyzerBuilder<impl Tokenizer> {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(40))
         .filter(LowerCaser)
@@ -47,7 +45,6 @@ fn unstemmed_analyzer() -> TextAnalyzer {
         .filter(StopWordFilter::remove(
             STOP_WORDS.iter().map(|w| w.to_string()),
         ))
-        .build()
 }
 
 /// Words whose stems a thread remembers; past this, it starts over. Words

@@ -687,7 +687,6 @@ pub fn truncate_at_boundary(text: &str, max: usize) -> String {
     format!("{}…", cut[..word_end].trim_end_matches([',', ';', ':']))
 }
 
-/// Query terms (sorted `(id, share)`) also present in a sorted term list.
 /// A query's terms with what each adds to a dot product, for the dot
 /// products with many short term lists (an article's phrasings). Most of a
 /// phrasing's terms are not in the query: a 64-bit filter of the query's
@@ -720,6 +719,7 @@ impl QueryVector {
     }
 }
 
+/// Query terms (sorted `(id, share)`) also present in a sorted term list.
 fn intersect<'a>(a: &'a [(u32, f32)], b: &'a [u32]) -> impl Iterator<Item = (u32, f32)> + 'a {
     let (mut i, mut j) = (0, 0);
     std::iter::from_fn(move || {
