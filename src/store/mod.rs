@@ -1467,11 +1467,27 @@ mod tests {
             store.store_turn(reply_only),
             store.store_turn(turn("c1", "m1", "kept"))
         );
-        assert!(gone.is_err());
+        assert!(
+            matches!(gone, Err(StoreError::NoConversation(_))),
+            "{gone:?}"
+        );
         assert!(gone_reply.is_err());
         assert_eq!(kept.unwrap(), TurnOutcome::Stored);
         let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
         assert_eq!(conv.history.len(), 2);
+        // Sent again, it fails again: not taken for a message already stored.
+        let again = store.store_turn(turn("nowhere", "m0", "lost")).await;
+        assert!(
+            matches!(again, Err(StoreError::NoConversation(_))),
+            "{again:?}"
+        );
+        // The conversation's next message continues its chain.
+        store.store_turn(turn("c1", "m2", "next")).await.unwrap();
+        let conv = store.load_conversation("c1".into()).await.unwrap().unwrap();
+        let texts: Vec<&str> = conv.history.iter().map(|h| h.text.as_str()).collect();
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        assert_eq!(texts[0], "kept");
+        assert_eq!(texts[2], "next");
         drop(store);
         guard.join();
     }
