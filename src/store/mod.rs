@@ -48,7 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OptionalExtension, ToSql};
+use rusqlite::{Connection, OptionalExtension, Statement, ToSql};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::analytics::metrics::Histogram;
@@ -75,7 +75,72 @@ pub enum StoreError {
 }
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Ran + Send>;
+type Job = Box<dyn FnOnce(&mut WriterConnection<'_>) -> Ran + Send>;
+
+/// The writer's connection, with the statements that store a turn prepared
+/// once for as long as the writer runs. `prepare_cached` hashes and copies a
+/// statement's text on every use, and a turn runs four of them: together
+/// with putting them back, 2-3% of the core under load (docs/benchmarks.md,
+/// eleventh round).
+struct WriterConnection<'c> {
+    conn: &'c Connection,
+    hot: [Option<Statement<'c>>; Hot::COUNT],
+}
+
+/// The statements a turn runs.
+#[derive(Clone, Copy)]
+enum Hot {
+    LastSeq,
+    InsertVisitorMessage,
+    UpdateChain,
+    InsertChain,
+    InsertDecision,
+}
+
+impl Hot {
+    const COUNT: usize = 5;
+
+    fn sql(self) -> &'static str {
+        match self {
+            Hot::LastSeq => LAST_SEQ,
+            Hot::InsertVisitorMessage => INSERT_VISITOR_MESSAGE,
+            Hot::UpdateChain => UPDATE_CHAIN,
+            Hot::InsertChain => INSERT_CHAIN,
+            Hot::InsertDecision => INSERT_DECISION,
+        }
+    }
+}
+
+impl<'c> WriterConnection<'c> {
+    fn new(conn: &'c Connection) -> WriterConnection<'c> {
+        WriterConnection {
+            conn,
+            hot: Default::default(),
+        }
+    }
+
+    /// The statement, prepared the first time it is asked for.
+    fn hot(&mut self, which: Hot) -> rusqlite::Result<&mut Statement<'c>> {
+        let slot = &mut self.hot[which as usize];
+        if slot.is_none() {
+            *slot = Some(self.conn.prepare(which.sql())?);
+        }
+        Ok(slot.as_mut().expect("prepared above"))
+    }
+}
+
+const LAST_SEQ: &str = "SELECT last_seq FROM chains WHERE conversation_id = ?1";
+const UPDATE_CHAIN: &str = "UPDATE chains SET last_seq = ?2 WHERE conversation_id = ?1";
+const INSERT_CHAIN: &str = "INSERT INTO chains (conversation_id, last_seq) VALUES (?1, ?2)";
+const INSERT_VISITOR_MESSAGE: &str =
+    "INSERT INTO messages (conversation_id, client_id, role, text, created_at, reply_text, reply_answer_id,
+                           prev_seq)
+     VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6, ?7)";
+const INSERT_DECISION: &str =
+    "INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, source_type, source_id,
+                            source_json, quick_replies, score, escalation_reason, explanation, created_at,
+                            smalltalk)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 /// A job that has run in the open transaction.
 struct Ran {
@@ -287,8 +352,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(move |conn| (in_savepoint(conn, f), false))
-            .await
+        self.submit(move |w| (in_savepoint(w.conn, f), false)).await
     }
 
     /// Like [`Store::run`], without the savepoint that isolates a failing job
@@ -299,11 +363,11 @@ impl Store {
     async fn run_unguarded<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut bool) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut WriterConnection<'_>, &mut bool) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(move |conn| {
+        self.submit(move |w| {
             let mut wrote = false;
-            let result = f(conn, &mut wrote);
+            let result = f(w, &mut wrote);
             let torn = wrote && result.is_err();
             (result, torn)
         })
@@ -313,11 +377,11 @@ impl Store {
     async fn submit<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> (Result<T, StoreError>, bool) + Send + 'static,
+        F: FnOnce(&mut WriterConnection<'_>) -> (Result<T, StoreError>, bool) + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let (result, torn) = f(conn);
+        let job: Job = Box::new(move |w| {
+            let (result, torn) = f(w);
             let done: Completion = Box::new(move |commit: Result<(), String>| {
                 let out = match commit {
                     Ok(()) => result,
@@ -366,7 +430,7 @@ impl Store {
         // Turns are most of the writes: they skip the per-job savepoint. The
         // first statement is the only one expected to fail (a conversation
         // deleted meanwhile), and it leaves nothing behind when it does.
-        self.run_unguarded(move |c, wrote| store_turn(c, &turn, wrote))
+        self.run_unguarded(move |w, wrote| store_turn(w, &turn, wrote))
             .await
     }
 
@@ -506,10 +570,16 @@ impl Store {
 /// The last message of a conversation (none when it has none yet); an error
 /// when the conversation does not exist (a message for it must not be stored).
 fn last_seq(c: &Connection, conversation_id: &str) -> Result<Option<i64>, StoreError> {
-    let last = c
-        .prepare_cached("SELECT last_seq FROM chains WHERE conversation_id = ?1")?
-        .query_row([conversation_id], |r| r.get(0))
-        .optional()?;
+    last_seq_with(&mut *c.prepare_cached(LAST_SEQ)?, c, conversation_id)
+}
+
+/// [`last_seq`] with its statement given.
+fn last_seq_with(
+    stmt: &mut Statement<'_>,
+    c: &Connection,
+    conversation_id: &str,
+) -> Result<Option<i64>, StoreError> {
+    let last = stmt.query_row([conversation_id], |r| r.get(0)).optional()?;
     if last.is_some() {
         return Ok(last);
     }
@@ -523,20 +593,12 @@ fn last_seq(c: &Connection, conversation_id: &str) -> Result<Option<i64>, StoreE
 /// Makes the message just inserted its conversation's last; `prev` is the
 /// last before it, as [`last_seq`] gave it.
 fn link_last(c: &Connection, conversation_id: &str, prev: Option<i64>) -> Result<(), StoreError> {
-    let seq = c.last_insert_rowid();
-    if prev.is_some() {
-        exec(
-            c,
-            "UPDATE chains SET last_seq = ?2 WHERE conversation_id = ?1",
-            (conversation_id, seq),
-        )?;
+    let sql = if prev.is_some() {
+        UPDATE_CHAIN
     } else {
-        exec(
-            c,
-            "INSERT INTO chains (conversation_id, last_seq) VALUES (?1, ?2)",
-            (conversation_id, seq),
-        )?;
-    }
+        INSERT_CHAIN
+    };
+    exec(c, sql, (conversation_id, c.last_insert_rowid()))?;
     Ok(())
 }
 
@@ -963,6 +1025,7 @@ fn writer(
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut pace = Pace::new(commit_delay, GROUP_WORTH_A_COMMIT.min(max_batch));
     let mut saturated = false;
+    let mut w = WriterConnection::new(conn);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         take_queued(&mut rx, &mut batch, max_batch);
@@ -993,7 +1056,7 @@ fn writer(
         let mut completions = Vec::with_capacity(batch.len());
         let mut torn = false;
         for job in batch.drain(..) {
-            let ran = job(conn);
+            let ran = job(&mut w);
             torn |= ran.torn;
             completions.push(ran.done);
         }
@@ -1118,7 +1181,12 @@ fn decision_columns(
 
 /// Stores a turn. `wrote` is set after the first write, which is the one that
 /// fails if the conversation is gone; the ones after it are not expected to.
-fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome, StoreError> {
+fn store_turn(
+    w: &mut WriterConnection<'_>,
+    t: &Turn,
+    wrote: &mut bool,
+) -> Result<TurnOutcome, StoreError> {
+    let c = w.conn;
     let now = now_ms();
     if let Some((client_id, text)) = &t.visitor {
         // The reply, if any, goes in the same row (migration 5).
@@ -1128,19 +1196,28 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
         };
         // `append_message`'s steps, the insert first among the writes. The
         // conversation must exist before its set of ids notes this one.
-        let prev = last_seq(c, &t.conversation_id)?;
+        let prev = last_seq_with(w.hot(Hot::LastSeq)?, c, &t.conversation_id)?;
         if !known::first_time(c, &t.conversation_id, client_id)? {
             return Ok(TurnOutcome::Duplicate);
         }
-        exec(
-            c,
-            "INSERT INTO messages (conversation_id, client_id, role, text, created_at, reply_text, reply_answer_id,
-                                   prev_seq)
-             VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6, ?7)",
-            (&t.conversation_id, client_id, text, now, reply_text, reply_answer_id, prev),
-        )?;
+        w.hot(Hot::InsertVisitorMessage)?.execute((
+            &t.conversation_id,
+            client_id,
+            text,
+            now,
+            reply_text,
+            reply_answer_id,
+            prev,
+        ))?;
         *wrote = true;
-        link_last(c, &t.conversation_id, prev)?;
+        // `link_last`'s step.
+        let chain = if prev.is_some() {
+            Hot::UpdateChain
+        } else {
+            Hot::InsertChain
+        };
+        w.hot(chain)?
+            .execute((&t.conversation_id, c.last_insert_rowid()))?;
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
     if let Some(r) = &t.reply {
@@ -1158,31 +1235,24 @@ fn store_turn(c: &Connection, t: &Turn, wrote: &mut bool) -> Result<TurnOutcome,
             *wrote = true;
             link_last(c, &t.conversation_id, prev)?;
         }
-        exec(
-            c,
-            "INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, source_type, source_id,
-                                    source_json, quick_replies, score, escalation_reason, explanation, created_at,
-                                    smalltalk)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            rusqlite::params![
-                r.answer_id,
-                t.conversation_id,
-                visitor_seq,
-                r.kind.as_str(),
-                r.source.as_ref().map(|s| match s.kind {
-                    crate::engine::SourceKind::Intent => "intent",
-                    crate::engine::SourceKind::Article => "article",
-                }),
-                r.source.as_ref().map(|s| s.id.as_str()),
-                r.source_json.as_deref(),
-                &*r.quick_replies_json,
-                r.score as f64,
-                r.escalation.map(|e| e.as_str()),
-                &*r.explanation,
-                now,
-                r.smalltalk,
-            ],
-        )?;
+        w.hot(Hot::InsertDecision)?.execute(rusqlite::params![
+            r.answer_id,
+            t.conversation_id,
+            visitor_seq,
+            r.kind.as_str(),
+            r.source.as_ref().map(|s| match s.kind {
+                crate::engine::SourceKind::Intent => "intent",
+                crate::engine::SourceKind::Article => "article",
+            }),
+            r.source.as_ref().map(|s| s.id.as_str()),
+            r.source_json.as_deref(),
+            &*r.quick_replies_json,
+            r.score as f64,
+            r.escalation.map(|e| e.as_str()),
+            &*r.explanation,
+            now,
+            r.smalltalk,
+        ])?;
     }
     let reason = t
         .reply
