@@ -102,11 +102,30 @@ impl Hot {
 
     fn sql(self) -> &'static str {
         match self {
-            Hot::LastSeq => LAST_SEQ,
-            Hot::InsertVisitorMessage => INSERT_VISITOR_MESSAGE,
-            Hot::UpdateChain => UPDATE_CHAIN,
-            Hot::InsertChain => INSERT_CHAIN,
-            Hot::InsertDecision => INSERT_DECISION,
+            Hot::LastSeq => "SELECT last_seq FROM chains WHERE conversation_id = ?1",
+            Hot::InsertVisitorMessage => {
+                "INSERT INTO messages (conversation_id, client_id, role, text, created_at, reply_text,
+                                       reply_answer_id, prev_seq)
+                 VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6, ?7)"
+            }
+            Hot::UpdateChain => "UPDATE chains SET last_seq = ?2 WHERE conversation_id = ?1",
+            Hot::InsertChain => "INSERT INTO chains (conversation_id, last_seq) VALUES (?1, ?2)",
+            Hot::InsertDecision => {
+                "INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, source_type,
+                                        source_id, source_json, quick_replies, score, escalation_reason,
+                                        explanation, created_at, smalltalk)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            }
+        }
+    }
+
+    /// The statement that makes a message its conversation's last (`?1` the
+    /// conversation, `?2` the message), given the last before it.
+    fn link_last(prev: Option<i64>) -> Hot {
+        if prev.is_some() {
+            Hot::UpdateChain
+        } else {
+            Hot::InsertChain
         }
     }
 }
@@ -128,19 +147,6 @@ impl<'c> WriterConnection<'c> {
         Ok(slot.as_mut().expect("prepared above"))
     }
 }
-
-const LAST_SEQ: &str = "SELECT last_seq FROM chains WHERE conversation_id = ?1";
-const UPDATE_CHAIN: &str = "UPDATE chains SET last_seq = ?2 WHERE conversation_id = ?1";
-const INSERT_CHAIN: &str = "INSERT INTO chains (conversation_id, last_seq) VALUES (?1, ?2)";
-const INSERT_VISITOR_MESSAGE: &str =
-    "INSERT INTO messages (conversation_id, client_id, role, text, created_at, reply_text, reply_answer_id,
-                           prev_seq)
-     VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6, ?7)";
-const INSERT_DECISION: &str =
-    "INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, source_type, source_id,
-                            source_json, quick_replies, score, escalation_reason, explanation, created_at,
-                            smalltalk)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 /// A job that has run in the open transaction.
 struct Ran {
@@ -570,7 +576,11 @@ impl Store {
 /// The last message of a conversation (none when it has none yet); an error
 /// when the conversation does not exist (a message for it must not be stored).
 fn last_seq(c: &Connection, conversation_id: &str) -> Result<Option<i64>, StoreError> {
-    last_seq_with(&mut *c.prepare_cached(LAST_SEQ)?, c, conversation_id)
+    last_seq_with(
+        &mut *c.prepare_cached(Hot::LastSeq.sql())?,
+        c,
+        conversation_id,
+    )
 }
 
 /// [`last_seq`] with its statement given.
@@ -593,11 +603,7 @@ fn last_seq_with(
 /// Makes the message just inserted its conversation's last; `prev` is the
 /// last before it, as [`last_seq`] gave it.
 fn link_last(c: &Connection, conversation_id: &str, prev: Option<i64>) -> Result<(), StoreError> {
-    let sql = if prev.is_some() {
-        UPDATE_CHAIN
-    } else {
-        INSERT_CHAIN
-    };
+    let sql = Hot::link_last(prev).sql();
     exec(c, sql, (conversation_id, c.last_insert_rowid()))?;
     Ok(())
 }
@@ -1210,13 +1216,7 @@ fn store_turn(
             prev,
         ))?;
         *wrote = true;
-        // `link_last`'s step.
-        let chain = if prev.is_some() {
-            Hot::UpdateChain
-        } else {
-            Hot::InsertChain
-        };
-        w.hot(chain)?
+        w.hot(Hot::link_last(prev))?
             .execute((&t.conversation_id, c.last_insert_rowid()))?;
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());

@@ -281,15 +281,20 @@ mod tests {
     use super::*;
     use rusqlite::OptionalExtension;
 
-    /// A database with the schema as it was at `version`.
+    /// An in-memory database with the schema as it was at `version`.
     fn at_version(version: usize) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
+        migrate_to(&conn, version);
+        conn
+    }
+
+    /// Brings `conn` to the schema as it was at `version`, step by step.
+    fn migrate_to(conn: &Connection, version: usize) {
         for (i, step) in MIGRATIONS[..version].iter().enumerate() {
             conn.execute_batch(step).unwrap();
             conn.pragma_update(None, "user_version", i as i64 + 1)
                 .unwrap();
         }
-        conn
     }
 
     /// A database written by version 3 keeps every row through the rebuild
@@ -440,11 +445,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("frontdesk.db");
         let mut conn = Connection::open(&path).unwrap();
-        for (i, step) in MIGRATIONS[..6].iter().enumerate() {
-            conn.execute_batch(step).unwrap();
-            conn.pragma_update(None, "user_version", i as i64 + 1)
-                .unwrap();
-        }
+        migrate_to(&conn, 6);
         conn.execute_batch(
             "INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c1', 'h', 'queued', 1, 1);
              INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c1', 'm1', 'visitor', 'one', 1);",
