@@ -757,9 +757,10 @@ impl Session {
         };
         let conv = self.conversation.as_ref().expect("checked by caller");
         let answer_id = time_ordered_id("a_");
+        let visitor_id = visitor.as_ref().map(|(id, _)| id.clone());
         let turn = Turn {
             conversation_id: conv.id.clone(),
-            visitor: visitor.clone(),
+            visitor,
             reply: Some(BotReply {
                 answer_id: answer_id.clone(),
                 kind: d.kind,
@@ -793,7 +794,7 @@ impl Session {
             Ok(TurnOutcome::Stored) => {
                 let metrics = self.app.metrics();
                 metrics.decision(d.kind, d.escalation, took);
-                if let Some((id, _)) = visitor {
+                if let Some(id) = visitor_id {
                     metrics.visitor_message();
                     if let Some(c) = &mut self.conversation {
                         c.messages += 1;
@@ -831,7 +832,7 @@ impl Session {
                 }
             }
             Ok(TurnOutcome::Duplicate) => {
-                if let Some((id, _)) = visitor {
+                if let Some(id) = visitor_id {
                     self.send(ServerFrame::Ack { id });
                 }
             }
