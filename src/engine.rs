@@ -1061,7 +1061,7 @@ redact = true
     }
 
     #[test]
-    fn sensitive_texts_slot_replies_and_long_texts_are_not_remembered() {
+    fn sensitive_texts_and_long_texts_are_not_remembered() {
         let c = content();
         let card = "card 4111 1111 1111 1111";
         for _ in 0..2 {
@@ -1069,18 +1069,39 @@ redact = true
             assert!(!remembered);
             assert_eq!(d.decision.redacted, "card [redacted]");
         }
-        let asking = decide(&c, &Context::default(), "where is my order", &cfg());
-        assert!(asking.next.pending_slot.is_some());
-        for _ in 0..2 {
-            let (d, remembered) = decide_remembered(&c, &asking.next, "FD-123456", &cfg());
-            assert!(!remembered);
-            assert_eq!(d.decision.kind, Kind::Answer);
-        }
         let long = "delivery ".repeat(cache::MAX_TEXT / 9 + 1);
         for _ in 0..2 {
             assert!(!decide_remembered(&c, &Context::default(), &long, &cfg()).1);
         }
         assert!(c.decisions.is_empty());
+    }
+
+    #[test]
+    fn a_conversation_waiting_for_a_slot_has_its_own_remembered_decisions() {
+        let c = content();
+        let asking = decide(&c, &Context::default(), "where is my order", &cfg());
+        let waiting = asking.next;
+        assert!(waiting.pending_slot.is_some());
+        // The slot's value, sent once, fills the slot and is not kept.
+        let (filled, remembered) = decide_remembered(&c, &waiting, "FD-123456", &cfg());
+        assert!(!remembered);
+        assert_eq!(filled.decision.kind, Kind::Answer);
+        assert!(filled.decision.next.pending_slot.is_none());
+        assert!(c.decisions.is_empty());
+        // A question asked instead is remembered for the wait once it comes
+        // again, with the decision it would get afresh there.
+        let question = "can i return shoes i wore once";
+        let fresh = decide(&c, &waiting, question, &cfg());
+        for _ in 0..2 {
+            assert!(!decide_remembered(&c, &waiting, question, &cfg()).1);
+        }
+        let (again, remembered) = decide_remembered(&c, &waiting, question, &cfg());
+        assert!(remembered);
+        assert_eq!(again.decision.text, fresh.text);
+        assert_eq!(again.decision.next, fresh.next);
+        assert_eq!(again.decision.explanation.rule, fresh.explanation.rule);
+        // Not in a conversation that waits for nothing: that is another context.
+        assert!(!decide_remembered(&c, &Context::default(), question, &cfg()).1);
     }
 
     #[test]

@@ -12,10 +12,15 @@
 //! those that do and keep memory busy. The first time, only a hash of the
 //! text is noted.
 //!
-//! What is not remembered: long texts (rarely repeated word for word),
-//! replies to a question for a slot (an order number is seldom sent twice),
-//! and any text with sensitive content, so that the cache never holds what
-//! the store only ever sees redacted.
+//! A conversation waiting for a slot's value (an order number, say) is a
+//! context like any other: what a visitor sends there is remembered for that
+//! wait, apart from the same text in a fresh conversation. A value such as an
+//! order number is seldom sent twice, so the rule above keeps it out; the
+//! questions visitors ask instead of answering are as repetitive as anywhere.
+//!
+//! What is not remembered: long texts (rarely repeated word for word), and any
+//! text with sensitive content, so that the cache never holds what the store
+//! only ever sees redacted.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -63,7 +68,7 @@ type Entries = Vec<(Context, Decided)>;
 impl DecisionCache {
     /// The decision remembered for `text` in context `ctx`.
     pub fn get(&self, ctx: &Context, text: &str) -> Option<Decided> {
-        if !kept_for(ctx, text) {
+        if !kept_for(text) {
             return None;
         }
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
@@ -82,7 +87,7 @@ impl DecisionCache {
     /// to remember.
     pub fn put(&self, ctx: &Context, text: &str, decided: &Decided) {
         let d = &decided.decision;
-        if !kept_for(ctx, text) || !d.explanation.sensitive.is_empty() || d.redacted != text {
+        if !kept_for(text) || !d.explanation.sensitive.is_empty() || d.redacted != text {
             return;
         }
         let decision = decided.clone();
@@ -140,10 +145,9 @@ impl Generations {
     }
 }
 
-/// Whether a text in this context is one the cache keeps at all: short, and
-/// not the reply to a slot question.
-fn kept_for(ctx: &Context, text: &str) -> bool {
-    text.len() <= MAX_TEXT && ctx.pending_slot.is_none()
+/// Whether a text is one the cache keeps at all: short.
+fn kept_for(text: &str) -> bool {
+    text.len() <= MAX_TEXT
 }
 
 /// Adds (or replaces) the decision for `ctx`, dropping the oldest context
