@@ -1,5 +1,6 @@
 //! One decision, measured on the demo content and on generated content of
-//! 1,000 intents and 10,000 articles; and indexing those 10,000 articles.
+//! 1,000 intents and 10,000 articles; indexing those 10,000 articles; and
+//! decoding a visitor's message frame.
 //!
 //! Run: `cargo bench --bench engine`
 
@@ -187,5 +188,13 @@ fn bench_index(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_demo, bench_large, bench_index);
+/// Decoding a visitor's message frame, the first step of every message.
+fn bench_decode(c: &mut Criterion) {
+    let frame = r#"{"type":"message","id":"m-0193a7c2-17","text":"how long does delivery take to germany"}"#;
+    c.bench_function("protocol/decode/message", |b| {
+        b.iter(|| black_box(frontdesk::protocol::decode(black_box(frame), 16 * 1024)))
+    });
+}
+
+criterion_group!(benches, bench_demo, bench_large, bench_index, bench_decode);
 criterion_main!(benches);

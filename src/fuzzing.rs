@@ -47,6 +47,15 @@ pub fn frame(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    // The one-pass path for messages reads what it accepts as the general
+    // path does.
+    if let Some(fast) = protocol::decode_message(text) {
+        assert_eq!(
+            protocol::decode_typed::<ClientFrame>(text, &["message"]).ok(),
+            Some(fast),
+            "the one-pass decoder disagrees on {text:?}"
+        );
+    }
     let default_max = Limits::default().max_message_bytes;
     for max in [default_max, 8] {
         match protocol::decode(text, max) {

@@ -248,7 +248,10 @@ const KNOWN_TYPES: &[&str] = &[
 
 /// Decodes a text frame, validating what types alone cannot.
 pub fn decode(text: &str, max_message_bytes: usize) -> Result<ClientFrame, FrameError> {
-    let frame: ClientFrame = decode_typed(text, KNOWN_TYPES)?;
+    let frame = match decode_message(text) {
+        Some(frame) => frame,
+        None => decode_typed(text, KNOWN_TYPES)?,
+    };
     match &frame {
         ClientFrame::Message { id, text } | ClientFrame::Choice { id, value: text } => {
             check_message(id, text, max_message_bytes)?
@@ -277,6 +280,32 @@ pub fn decode(text: &str, max_message_bytes: usize) -> Result<ClientFrame, Frame
         _ => {}
     }
     Ok(frame)
+}
+
+/// The frame visitors send most, a `message`, parsed in one pass straight
+/// into its fields, without building the JSON tree that [`decode_typed`]
+/// reads the type from. `None` for any other frame and for any message this
+/// pass refuses (a key given twice, say): [`decode_typed`] then decides, with
+/// its errors. Whatever this accepts, [`decode_typed`] reads the same way
+/// (checked on every fuzzed frame: [`crate::fuzzing::frame`]).
+pub(crate) fn decode_message(text: &str) -> Option<ClientFrame> {
+    #[derive(Deserialize)]
+    enum MessageType {
+        #[serde(rename = "message")]
+        Message,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(rename = "type")]
+        _type: MessageType,
+        id: String,
+        text: String,
+    }
+    let m: Message = serde_json::from_str(text).ok()?;
+    Some(ClientFrame::Message {
+        id: m.id,
+        text: m.text,
+    })
 }
 
 /// Parses a JSON object with a `type` among `known` into `T`.
@@ -411,6 +440,45 @@ mod tests {
         assert_eq!(
             decode(r#"{"type":"close"}"#, 100).unwrap(),
             ClientFrame::Close {}
+        );
+    }
+
+    /// Messages take the one-pass path, and read as the general path reads
+    /// them; what that path refuses still gets the general path's answer.
+    #[test]
+    fn a_message_decodes_in_one_pass_as_in_two() {
+        let general = |t: &str| decode_typed::<ClientFrame>(t, KNOWN_TYPES);
+        for t in [
+            r#"{"type":"message","id":"m1","text":"where is my order?"}"#,
+            r#"{"text":"h\u00e9 \"x\"","id":"m2","type":"message"}"#,
+            r#" {"type":"message","id":"m3","text":"hi","extra":{"a":[1,2]}} "#,
+        ] {
+            let fast = decode_message(t).expect(t);
+            assert_eq!(fast, general(t).unwrap(), "{t}");
+            assert_eq!(decode(t, 100).unwrap(), fast);
+        }
+        for t in [
+            r#"{"type":"message","id":"m1","text":"a","text":"b"}"#,
+            r#"{"type":"message","id":"m1"}"#,
+            r#"{"type":"message","id":1,"text":"a"}"#,
+            r#"{"type":"hello"}"#,
+            r#"{"type":"message","id":"m1","text":"a"} x"#,
+        ] {
+            assert_eq!(decode_message(t), None, "{t}");
+        }
+        // A key given twice: the general path takes the last, as before.
+        assert_eq!(
+            decode(r#"{"type":"message","id":"m1","text":"a","text":"b"}"#, 100).unwrap(),
+            ClientFrame::Message {
+                id: "m1".into(),
+                text: "b".into()
+            }
+        );
+        assert_eq!(
+            decode(r#"{"type":"message","id":"m1"}"#, 100)
+                .unwrap_err()
+                .code,
+            codes::INVALID_FRAME
         );
     }
 
