@@ -171,10 +171,20 @@ pub fn reply_members(
 /// A `reply` frame from its answer id and [`reply_members`]: the same JSON as
 /// `ServerFrame::Reply` with those fields.
 pub fn reply_frame(answer_id: &str, members: &str) -> String {
-    let id = serde_json::to_string(answer_id).expect("a string serializes");
-    let mut out = String::with_capacity(28 + id.len() + members.len());
-    out.push_str(r#"{"type":"reply","answer_id":"#);
-    out.push_str(&id);
+    const HEAD: &str = r#"{"type":"reply","answer_id":"#;
+    let mut out = String::with_capacity(HEAD.len() + answer_id.len() + 3 + members.len());
+    out.push_str(HEAD);
+    // The server's own ids need no escaping; anything else is escaped.
+    if answer_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        out.push('"');
+        out.push_str(answer_id);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(answer_id).expect("a string serializes"));
+    }
     out.push(',');
     out.push_str(members);
     out
@@ -417,6 +427,15 @@ mod tests {
             .to_json();
             let members = reply_members(Kind::Answer, text, source.as_ref(), &quick);
             assert_eq!(reply_frame("a_0193\"x", &members), whole);
+            let plain = ServerFrame::Reply {
+                answer_id: "a_0193ab-c".into(),
+                kind: Kind::Answer,
+                text: text.into(),
+                source: source.clone(),
+                quick_replies: quick.clone(),
+            }
+            .to_json();
+            assert_eq!(reply_frame("a_0193ab-c", &members), plain);
         }
     }
 

@@ -223,7 +223,6 @@ pub fn now_ms() -> i64 {
 /// nothing (resuming a conversation takes its secret token), so they need not
 /// be unpredictable, and making one costs no system call.
 pub fn time_ordered_id(prefix: &str) -> String {
-    use std::fmt::Write as _;
     use std::sync::atomic::AtomicU64;
     use std::sync::OnceLock;
     static START: OnceLock<u64> = OnceLock::new();
@@ -238,8 +237,19 @@ pub fn time_ordered_id(prefix: &str) -> String {
     let bits = start.wrapping_add(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut id = String::with_capacity(prefix.len() + 28);
     id.push_str(prefix);
-    let _ = write!(id, "{:012x}{bits:016x}", now_ms());
+    push_hex(&mut id, now_ms() as u64, 12);
+    push_hex(&mut id, bits, 16);
     id
+}
+
+/// Appends the low `digits` hex digits of `value`, zero-padded, in lower case
+/// (`format!("{value:0digits$x}")` for values that fit, without the
+/// formatting machinery).
+fn push_hex(out: &mut String, value: u64, digits: u32) {
+    for shift in (0..digits).rev() {
+        let nibble = ((value >> (shift * 4)) & 0xf) as u32;
+        out.push(char::from_digit(nibble, 16).expect("a nibble is a hex digit"));
+    }
 }
 
 /// How long a connection waits for a lock another holds: another process (the
@@ -1280,6 +1290,34 @@ fn store_turn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_hex_as_formatting_writes_it() {
+        for v in [
+            0u64,
+            1,
+            0xabc,
+            0x0193_a7c2_17ff,
+            u64::MAX,
+            0x9E37_79B9_7F4A_7C15,
+        ] {
+            let mut s = String::new();
+            push_hex(&mut s, v, 16);
+            assert_eq!(s, format!("{v:016x}"));
+        }
+        let mut s = String::new();
+        push_hex(&mut s, 0x0193_a7c2_17ff, 12);
+        assert_eq!(s, "0193a7c217ff");
+        let before = now_ms();
+        let id = time_ordered_id("a_");
+        let after = now_ms();
+        assert_eq!(id.len(), 2 + 12 + 16);
+        assert!(id[2..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let ms = i64::from_str_radix(&id[2..14], 16).unwrap();
+        assert!((before..=after).contains(&ms), "{id}");
+    }
     use crate::engine::Kind;
 
     #[cfg(target_os = "linux")]
