@@ -13,14 +13,14 @@
 //! text is noted.
 //!
 //! A conversation waiting for a slot's value (an order number, say) is a
-//! context like any other: what a visitor sends there is remembered for that
-//! wait, apart from the same text in a fresh conversation. A value such as an
-//! order number is seldom sent twice, so the rule above keeps it out; the
-//! questions visitors ask instead of answering are as repetitive as anywhere.
+//! context like any other: the questions visitors ask there instead of
+//! answering are as repetitive as anywhere, and are remembered for that wait,
+//! apart from the same text in a fresh conversation.
 //!
-//! What is not remembered: long texts (rarely repeated word for word), and any
-//! text with sensitive content, so that the cache never holds what the store
-//! only ever sees redacted.
+//! What is not remembered: long texts (rarely repeated word for word), a text
+//! that answers a slot's question (its value may be personal, and is seldom
+//! sent twice), and any text with sensitive content, so that the cache never
+//! holds what the store only ever sees redacted.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -87,7 +87,11 @@ impl DecisionCache {
     /// to remember.
     pub fn put(&self, ctx: &Context, text: &str, decided: &Decided) {
         let d = &decided.decision;
-        if !kept_for(text) || !d.explanation.sensitive.is_empty() || d.redacted != text {
+        if !kept_for(text)
+            || !d.explanation.sensitive.is_empty()
+            || d.explanation.answered_slot.is_some()
+            || d.redacted != text
+        {
             return;
         }
         let decision = decided.clone();
