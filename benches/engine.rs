@@ -10,6 +10,10 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+/// The server's allocator (`src/main.rs`), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use frontdesk::config::EngineConfig;
 use frontdesk::content::Content;
 use frontdesk::engine::{decide, decide_remembered, Context};
