@@ -501,6 +501,72 @@ mod tests {
         );
     }
 
+    /// Frames put together at random from keys and values that matter to the
+    /// two decoders (the type, the fields, duplicates, escapes, other types):
+    /// whatever the one-pass decoder accepts, the general one reads the same.
+    #[test]
+    fn the_one_pass_decoder_agrees_with_the_general_one_on_random_frames() {
+        const KEYS: &[&str] = &["type", "id", "text", "extra", "Type", "typ\\u0065"];
+        // Strings first: `VALUES[..6]` are the ones a message's fields take.
+        const VALUES: &[&str] = &[
+            r#""message""#,
+            r#""hello""#,
+            r#""m1""#,
+            r#""a\"b\\c""#,
+            r#""\u00e9\ud83d\ude00""#,
+            r#""""#,
+            "1",
+            "null",
+            "true",
+            r#"{"x":[1,{"y":null}]}"#,
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            // Half the frames start from a valid message's three fields.
+            let mut pairs: Vec<(&str, &str)> = Vec::new();
+            if next(2) == 0 {
+                pairs.push(("type", VALUES[0]));
+                pairs.push(("id", VALUES[next(6)]));
+                pairs.push(("text", VALUES[next(6)]));
+            }
+            for _ in 0..next(4) {
+                pairs.push((KEYS[next(KEYS.len())], VALUES[next(VALUES.len())]));
+            }
+            for i in (1..pairs.len()).rev() {
+                pairs.swap(i, next(i + 1));
+            }
+            let mut frame = String::from("{");
+            for (i, (key, value)) in pairs.into_iter().enumerate() {
+                if i > 0 {
+                    frame.push(',');
+                }
+                frame.push_str([" ", "", "\n"][next(3)]);
+                frame.push_str(&format!("\"{key}\":{value}"));
+            }
+            frame.push('}');
+            if next(20) == 0 {
+                frame.push_str([" x", "}", " "][next(3)]);
+            }
+            if let Some(fast) = decode_message(&frame) {
+                accepted += 1;
+                assert_eq!(
+                    decode_typed::<ClientFrame>(&frame, KNOWN_TYPES).ok(),
+                    Some(fast),
+                    "{frame}"
+                );
+            }
+        }
+        // The generator does reach the one-pass decoder's successes.
+        assert!(accepted > 1_000, "{accepted}");
+    }
+
     #[test]
     fn bad_frames_get_stable_codes() {
         let code = |t: &str| decode(t, 10).unwrap_err().code;
