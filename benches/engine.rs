@@ -10,15 +10,15 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-/// The server's allocator (`src/main.rs`), so the figures are the server's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use frontdesk::config::EngineConfig;
 use frontdesk::content::Content;
 use frontdesk::engine::{decide, decide_remembered, Context};
 use frontdesk::intents::Intents;
 use frontdesk::kb::{Article, KnowledgeBase};
+
+/// The server's allocator (`src/main.rs`), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A deterministic word generator (xorshift), so every run measures the same content.
 struct Words {

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-/// The server's allocator (`src/main.rs`), so the figures are the server's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use frontdesk::config::{StoreConfig, Synchronous};
 use frontdesk::engine::Kind;
 use frontdesk::store::{time_ordered_id, BotReply, Store, Turn};
+
+/// The server's allocator (`src/main.rs`), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CONVERSATIONS: usize = 1000;
 

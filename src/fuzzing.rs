@@ -47,15 +47,7 @@ pub fn frame(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    // The one-pass path for messages reads what it accepts as the general
-    // path does.
-    if let Some(fast) = protocol::decode_message(text) {
-        assert_eq!(
-            protocol::decode_typed::<ClientFrame>(text, &["message"]).ok(),
-            Some(fast),
-            "the one-pass decoder disagrees on {text:?}"
-        );
-    }
+    one_pass_agrees(text);
     let default_max = Limits::default().max_message_bytes;
     for max in [default_max, 8] {
         match protocol::decode(text, max) {
@@ -67,6 +59,20 @@ pub fn frame(data: &[u8]) {
             Err(e) => check_error(&e),
         }
     }
+}
+
+/// Whether the one-pass decoder for messages took `text`; when it did,
+/// asserts that the general decoder reads it the same way.
+pub fn one_pass_agrees(text: &str) -> bool {
+    let Some(fast) = protocol::decode_message(text) else {
+        return false;
+    };
+    assert_eq!(
+        protocol::decode_typed::<ClientFrame>(text, &["message"]).ok(),
+        Some(fast),
+        "the one-pass decoder disagrees on {text:?}"
+    );
+    true
 }
 
 fn check_error(e: &FrameError) {

@@ -1290,6 +1290,7 @@ fn store_turn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Kind;
 
     #[test]
     fn ids_are_hex_as_formatting_writes_it() {
@@ -1318,7 +1319,6 @@ mod tests {
         let ms = i64::from_str_radix(&id[2..14], 16).unwrap();
         assert!((before..=after).contains(&ms), "{id}");
     }
-    use crate::engine::Kind;
 
     #[cfg(target_os = "linux")]
     #[test]
