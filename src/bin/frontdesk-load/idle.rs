@@ -118,6 +118,7 @@ mod tests {
         let plan = Plan {
             visitors: 5,
             duration: Duration::from_millis(200),
+            warmup: Duration::ZERO,
             pacing: Pacing::Closed {
                 think: Duration::ZERO,
             },

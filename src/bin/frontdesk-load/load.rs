@@ -17,6 +17,14 @@
 //! with the same id, as the widget does. Nothing is sent after the duration
 //! (or after [`Stop`]); replies still in flight are waited for (at most the
 //! reply timeout) and counted.
+//!
+//! With a warm-up, the same load runs for that long before the duration
+//! starts, and only what follows is measured: latencies of messages sent (or,
+//! in the open loop, due) after it, and throughput from replies received after
+//! it. A server's first second (its caches, its memory, its regexes' lazily
+//! built automata all cold) is then left out of figures meant to describe it
+//! in steady state. Errors are counted from the first message, warm-up
+//! included.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -46,7 +54,10 @@ pub enum Pacing {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub visitors: usize,
+    /// How long the load is measured, after the warm-up.
     pub duration: Duration,
+    /// How long the same load runs, unmeasured, before the duration starts.
+    pub warmup: Duration,
     pub pacing: Pacing,
     /// Most messages sent in total, if bounded.
     pub count: Option<u64>,
@@ -139,6 +150,8 @@ pub struct Hooks {
 struct Stats {
     latency_us: Mutex<Histogram<u64>>,
     replies: AtomicU64,
+    /// Replies received during the warm-up, not counted in `replies`.
+    warmup_replies: AtomicU64,
     escalations: AtomicU64,
     error_frames: AtomicU64,
     disconnects: AtomicU64,
@@ -161,6 +174,7 @@ impl Stats {
                     .expect("constant histogram bounds are valid"),
             ),
             replies: AtomicU64::new(0),
+            warmup_replies: AtomicU64::new(0),
             escalations: AtomicU64::new(0),
             error_frames: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
@@ -191,9 +205,19 @@ impl Stats {
             .is_some_and(|left| left.load(Ordering::Relaxed) == 0)
     }
 
-    fn record_reply(&self, latency: Duration) {
+    /// A reply received at `now` to a message sent (or due) at `from`:
+    /// counted towards throughput if received after `measured_from`, its
+    /// latency recorded if sent after it.
+    fn record_reply(&self, from: Instant, now: Instant, measured_from: Instant) {
+        if now < measured_from {
+            self.warmup_replies.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.replies.fetch_add(1, Ordering::Relaxed);
-        let us = u64::try_from(latency.as_micros())
+        if from < measured_from {
+            return;
+        }
+        let us = u64::try_from((now - from).as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
         if let Ok(mut h) = self.latency_us.lock() {
@@ -226,6 +250,8 @@ pub struct Figures {
     /// Error frames, disconnects, timeouts and failed connections.
     pub errors: u64,
     pub replies: u64,
+    /// Replies received during the warm-up (not in `replies`).
+    pub warmup_replies: u64,
     pub escalations: u64,
     pub error_frames: u64,
     pub disconnects: u64,
@@ -244,8 +270,9 @@ pub struct Figures {
     /// Visitors connected when the clock started.
     pub connected: usize,
     pub connect_secs: f64,
-    /// From the start of the clock until the last visitor finished.
+    /// From the end of the warm-up until the last visitor finished.
     pub elapsed_secs: f64,
+    pub warmup_secs: f64,
     /// The first failure seen, to say what went wrong.
     pub first_failure: Option<String>,
 }
@@ -293,7 +320,8 @@ pub async fn run_with(target: &Target, plan: &Plan, hooks: Hooks) -> Figures {
     let connected = visitors.iter().filter(|v| v.is_some()).count();
 
     let start = Instant::now();
-    let deadline = start + plan.duration;
+    let measured_from = start + plan.warmup;
+    let deadline = measured_from + plan.duration;
     let target = Arc::new(target.clone());
     let plan = Arc::new(plan.clone());
     let tasks: Vec<_> = visitors
@@ -307,6 +335,7 @@ pub async fn run_with(target: &Target, plan: &Plan, hooks: Hooks) -> Figures {
                 stats: stats.clone(),
                 hooks: hooks.clone(),
                 start,
+                measured_from,
                 deadline,
             };
             tokio::spawn(run.drive(conn))
@@ -319,8 +348,11 @@ pub async fn run_with(target: &Target, plan: &Plan, hooks: Hooks) -> Figures {
             eprintln!("frontdesk-load: a visitor task failed: {e}");
         }
     }
-    let elapsed_secs = start.elapsed().as_secs_f64();
-    figures(&stats, connected, connect_secs, elapsed_secs)
+    let elapsed_secs = measured_from.elapsed().as_secs_f64();
+    Figures {
+        warmup_secs: plan.warmup.as_secs_f64(),
+        ..figures(&stats, connected, connect_secs, elapsed_secs)
+    }
 }
 
 fn figures(stats: &Stats, connected: usize, connect_secs: f64, elapsed_secs: f64) -> Figures {
@@ -354,6 +386,7 @@ fn figures(stats: &Stats, connected: usize, connect_secs: f64, elapsed_secs: f64
         max_ms: max,
         errors: error_frames + disconnects + timeouts + connect_failures,
         replies,
+        warmup_replies: load(&stats.warmup_replies),
         escalations: load(&stats.escalations),
         error_frames,
         disconnects,
@@ -366,6 +399,7 @@ fn figures(stats: &Stats, connected: usize, connect_secs: f64, elapsed_secs: f64
         connected,
         connect_secs,
         elapsed_secs,
+        warmup_secs: 0.0,
         first_failure: stats.first_failure.lock().ok().and_then(|f| f.clone()),
     }
 }
@@ -378,6 +412,8 @@ struct VisitorRun {
     stats: Arc<Stats>,
     hooks: Hooks,
     start: Instant,
+    /// The end of the warm-up.
+    measured_from: Instant,
     deadline: Instant,
 }
 
@@ -466,7 +502,8 @@ impl VisitorRun {
                     self.stats.resent_stored.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(replied) => {
-                    self.stats.record_reply(from.elapsed());
+                    self.stats
+                        .record_reply(from, Instant::now(), self.measured_from);
                     if replied == Replied::Escalated {
                         self.stats.escalations.fetch_add(1, Ordering::Relaxed);
                         conn = None;
@@ -518,7 +555,7 @@ impl VisitorRun {
     /// Counts this visitor's sends from `first_due` until the deadline.
     fn count_unsent(&self, rate: f64, first_due: Instant) {
         let interval = self.plan.visitors as f64 / rate;
-        let left = (self.deadline - first_due).as_secs_f64();
+        let left = (self.deadline - first_due.max(self.measured_from)).as_secs_f64();
         let unsent = (left / interval).ceil() as u64;
         self.stats.unsent.fetch_add(unsent, Ordering::Relaxed);
     }
@@ -567,6 +604,7 @@ mod tests {
         Plan {
             visitors,
             duration: Duration::from_secs(5),
+            warmup: Duration::ZERO,
             pacing,
             count: None,
             timeout: Duration::from_secs(5),
@@ -605,6 +643,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_warm_up_runs_the_same_load_before_the_measured_duration() {
+        let (target, server) = echo_target().await;
+        let plan = Plan {
+            duration: Duration::from_millis(500),
+            warmup: Duration::from_millis(300),
+            ..plan(4, Pacing::Open { rate: 200.0 })
+        };
+        let f = run(&target, &plan).await;
+        // 160 slots 5 ms apart before 800 ms: 60 in the warm-up. A reply to the
+        // last of those may arrive after it, and then counts towards throughput.
+        assert_eq!(f.warmup_replies + f.replies, 160, "{f:?}");
+        assert!((100..=104).contains(&f.replies), "{f:?}");
+        assert_eq!((f.unsent, f.errors), (0, 0), "{f:?}");
+        assert!(
+            f.elapsed_secs < 0.79 && f.warmup_secs == 0.3,
+            "timed from the end of the warm-up: {f:?}"
+        );
+        server.abort();
+    }
+
+    #[test]
+    fn only_messages_sent_after_the_warm_up_have_their_latency_recorded() {
+        let stats = Stats::new(None);
+        let measured_from = Instant::now();
+        let before = measured_from - Duration::from_millis(20);
+        let after = measured_from + Duration::from_millis(5);
+        let recorded = |s: &Stats| s.latency_us.lock().unwrap().len();
+        // Sent and answered during the warm-up: neither counted nor timed.
+        stats.record_reply(before, before + Duration::from_millis(1), measured_from);
+        assert_eq!(stats.warmup_replies.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            (stats.replies.load(Ordering::Relaxed), recorded(&stats)),
+            (0, 0)
+        );
+        // Sent during it, answered after: counted (throughput), not timed.
+        stats.record_reply(before, after, measured_from);
+        assert_eq!(
+            (stats.replies.load(Ordering::Relaxed), recorded(&stats)),
+            (1, 0)
+        );
+        // Sent after it: counted and timed.
+        stats.record_reply(after, after + Duration::from_millis(3), measured_from);
+        assert_eq!(
+            (stats.replies.load(Ordering::Relaxed), recorded(&stats)),
+            (2, 1)
+        );
+        let h = stats.latency_us.lock().unwrap();
+        assert!((2_900..=3_100).contains(&h.max()), "{}", h.max());
+    }
+
+    #[tokio::test]
     async fn a_missing_server_counts_failed_connections() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -638,6 +727,7 @@ mod tests {
             stats: Arc::new(Stats::new(None)),
             hooks: Hooks::default(),
             start: Instant::now(),
+            measured_from: Instant::now(),
             deadline: Instant::now(),
         };
         assert_eq!(run.slot_offset(100.0, 0), Duration::from_millis(10));
@@ -659,6 +749,7 @@ mod tests {
             stats: Arc::new(Stats::new(None)),
             hooks: Hooks::default(),
             start: Instant::now(),
+            measured_from: Instant::now(),
             deadline: Instant::now(),
         };
         let never = visitor(0);

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! frontdesk-load --url ws://127.0.0.1:8080/ws --visitors 1000 --duration 10
-//!     [--rate MSGS_PER_S] [--think-ms MS] [--count N] [--json] [--no-echo]
+//!     [--rate MSGS_PER_S] [--think-ms MS] [--warmup SECONDS | --count N] [--json] [--no-echo]
 //!     [--echo-url URL | --echo-cpus CPUS] [--sources IP,IP,...]
 //!     [--escalate-every N] [--vary-case] [--ack-log FILE]
 //! frontdesk-load --url ws://127.0.0.1:8080/ws --idle --visitors 10000 --duration 30 [--server-pid PID]
@@ -14,8 +14,8 @@
 //! Each visitor is one connection and one conversation: `hello`, then questions
 //! from a fixed mix of routine shop questions, one at a time, each timed until
 //! its `reply` (see `load` for closed and open loop). It targets loopback
-//! addresses only, and every run is bounded by `--duration` (plus at most one
-//! reply timeout to collect replies in flight) and optionally `--count`;
+//! addresses only, and every run is bounded by `--warmup` and `--duration` (plus
+//! at most one reply timeout to collect replies in flight) and optionally `--count`;
 //! SIGINT or SIGTERM ends it early, still printing the figures. A visitor
 //! whose connection is lost resumes its conversation on a new one, and
 //! `--ack-log` records every acknowledged message (scripts/crash-test checks
@@ -91,6 +91,11 @@ struct RunArgs {
     /// How long to send for, per target (idle mode: how long to hold).
     #[arg(long, value_name = "SECONDS", required = true)]
     duration: Option<f64>,
+    /// Run the same load for this long first, unmeasured, so that the figures
+    /// describe a server in steady state rather than its first second (cold
+    /// caches, memory not yet touched). Errors during it still count.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, conflicts_with_all = ["count", "idle"])]
+    warmup: f64,
     /// Open loop: this many messages per second in total, scheduled evenly over the
     /// visitors, latency counted from the scheduled time. Without it: closed loop.
     #[arg(long, value_name = "MSGS_PER_S", conflicts_with = "think_ms")]
@@ -171,6 +176,9 @@ impl RunArgs {
         if !(duration > 0.0 && duration <= MAX_DURATION_SECS) {
             bail!("--duration must be more than 0 and at most {MAX_DURATION_SECS} seconds");
         }
+        if !(self.warmup >= 0.0 && self.warmup <= MAX_DURATION_SECS) {
+            bail!("--warmup must be 0 to {MAX_DURATION_SECS} seconds");
+        }
         if self.visitors == 0 || self.visitors > MAX_VISITORS {
             bail!("--visitors must be 1 to {MAX_VISITORS}");
         }
@@ -212,6 +220,7 @@ impl RunArgs {
             plan: Plan {
                 visitors: self.visitors,
                 duration: Duration::from_secs_f64(duration),
+                warmup: Duration::from_secs_f64(self.warmup),
                 pacing,
                 count: self.count,
                 timeout: Duration::from_secs_f64(self.timeout),
@@ -357,8 +366,13 @@ async fn run_load(
     let stop = Arc::new(Stop::default());
     stop_on_signal(stop.clone());
     let measure = |name: &'static str, t: Target, hooks: Hooks| async move {
+        let warmup = if plan.warmup.is_zero() {
+            String::new()
+        } else {
+            format!("{:.0} s of warm-up and ", plan.warmup.as_secs_f64())
+        };
         eprintln!(
-            "frontdesk-load: {name}: connecting {} visitors to {}, then {:.0} s of load",
+            "frontdesk-load: {name}: connecting {} visitors to {}, then {warmup}{:.0} s of load",
             plan.visitors,
             t.url,
             plan.duration.as_secs_f64()
@@ -426,6 +440,11 @@ fn title(settings: &Settings, url: &str) -> String {
         .count
         .map(|c| format!(", at most {c} messages"))
         .unwrap_or_default();
+    let warmup = if plan.warmup.is_zero() {
+        String::new()
+    } else {
+        format!(" after {} s of warm-up", plan.warmup.as_secs_f64())
+    };
     let echo = match &settings.echo {
         Echo::None => "no echo baseline".to_string(),
         Echo::External(u) => format!("echo baseline at {u}"),
@@ -433,7 +452,7 @@ fn title(settings: &Settings, url: &str) -> String {
         Echo::InProcess { cpus } => format!("echo baseline in-process on CPUs {cpus:?}"),
     };
     format!(
-        "{} visitors, {pacing}, {} s{count}, {url}; {echo}",
+        "{} visitors, {pacing}, {} s{warmup}{count}, {url}; {echo}",
         plan.visitors,
         plan.duration.as_secs_f64()
     )
@@ -494,4 +513,42 @@ async fn resolve(url: &str) -> anyhow::Result<Target> {
         url: url.to_string(),
         addr,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> anyhow::Result<Settings> {
+        let base = [
+            "frontdesk-load",
+            "--url",
+            "ws://127.0.0.1:1/ws",
+            "--duration",
+            "5",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(args))?;
+        cli.run.validate()
+    }
+
+    #[test]
+    fn a_warm_up_is_measured_apart_from_the_duration() {
+        let s = settings(&["--warmup", "2.5", "--rate", "100"]).unwrap();
+        assert_eq!(s.plan.warmup, Duration::from_millis(2_500));
+        assert_eq!(s.plan.duration, Duration::from_secs(5));
+        assert!(title(&s, "ws://x/ws").contains("5 s after 2.5 s of warm-up"));
+        assert_eq!(settings(&[]).unwrap().plan.warmup, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_warm_up_must_be_a_time_and_cannot_go_with_a_count_or_idle() {
+        for bad in [
+            &["--warmup", "-1"][..],
+            &["--warmup", "NaN"],
+            &["--warmup", "2", "--count", "10"],
+            &["--warmup", "2", "--idle"],
+        ] {
+            assert!(settings(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -46,6 +46,8 @@ fn figures_json(f: &Figures) -> Value {
         "resent_stored": f.resent_stored,
         "connected": f.connected,
         "elapsed_s": round(f.elapsed_secs, 3),
+        "warmup_s": round(f.warmup_secs, 3),
+        "warmup_replies": f.warmup_replies,
     })
 }
 
@@ -113,6 +115,12 @@ fn detail(name: &str, f: &Figures) -> String {
         "{name}: {} replies in {:.2} s; {} visitors connected in {:.2} s; {} escalations (new conversation started)\n",
         f.replies, f.elapsed_secs, f.connected, f.connect_secs, f.escalations
     );
+    if f.warmup_secs > 0.0 {
+        s.push_str(&format!(
+            "  warm-up: {} replies in the {:.2} s before, not measured\n",
+            f.warmup_replies, f.warmup_secs
+        ));
+    }
     s.push_str(&format!(
         "  errors: {} error frames, {} disconnects, {} timeouts, {} failed connections",
         f.error_frames, f.disconnects, f.timeouts, f.connect_failures
