@@ -349,13 +349,22 @@ pub async fn run_with(target: &Target, plan: &Plan, hooks: Hooks) -> Figures {
         }
     }
     let elapsed_secs = measured_from.elapsed().as_secs_f64();
-    Figures {
-        warmup_secs: plan.warmup.as_secs_f64(),
-        ..figures(&stats, connected, connect_secs, elapsed_secs)
-    }
+    figures(
+        &stats,
+        connected,
+        connect_secs,
+        elapsed_secs,
+        plan.warmup.as_secs_f64(),
+    )
 }
 
-fn figures(stats: &Stats, connected: usize, connect_secs: f64, elapsed_secs: f64) -> Figures {
+fn figures(
+    stats: &Stats,
+    connected: usize,
+    connect_secs: f64,
+    elapsed_secs: f64,
+    warmup_secs: f64,
+) -> Figures {
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let ms = |us: u64| us as f64 / 1000.0;
     let (p50, p90, p99, max) = match stats.latency_us.lock() {
@@ -399,7 +408,7 @@ fn figures(stats: &Stats, connected: usize, connect_secs: f64, elapsed_secs: f64
         connected,
         connect_secs,
         elapsed_secs,
-        warmup_secs: 0.0,
+        warmup_secs,
         first_failure: stats.first_failure.lock().ok().and_then(|f| f.clone()),
     }
 }
