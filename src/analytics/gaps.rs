@@ -48,6 +48,7 @@ pub fn questions(c: &Connection, from: i64, to: i64) -> Result<Vec<(String, GapK
     let mut stmt = c.prepare_cached(
         "SELECT m.text, 0 FROM decisions d JOIN messages m ON m.seq = d.message_seq
          WHERE (d.kind = 'fallback' OR (d.kind = 'escalate' AND d.escalation_reason = 'repeated_fallback'))
+           AND d.rowid >= ?3 AND d.rowid < ?4
            AND d.created_at >= ?1 AND d.created_at < ?2 AND m.role = 'visitor'
          UNION ALL
          SELECT m.text, 1 FROM feedback f
@@ -55,7 +56,8 @@ pub fn questions(c: &Connection, from: i64, to: i64) -> Result<Vec<(String, GapK
          JOIN messages m ON m.seq = d.message_seq
          WHERE f.helpful = 0 AND f.created_at >= ?1 AND f.created_at < ?2 AND m.role = 'visitor'",
     )?;
-    let rows = stmt.query_map([from, to], |r| {
+    let (rows_from, rows_to) = crate::store::decision_rowids(c, from, to)?;
+    let rows = stmt.query_map([from, to, rows_from, rows_to], |r| {
         let kind: i64 = r.get(1)?;
         Ok((
             r.get::<_, String>(0)?,

@@ -271,13 +271,15 @@ pub fn stats(c: &Connection, from: i64, to: i64, bucket: Bucket) -> Result<Stats
         "SELECT d.source_type, d.source_id, MAX(d.source_json), COUNT(*),
                 COALESCE(SUM(f.helpful = 1), 0), COALESCE(SUM(f.helpful = 0), 0)
          FROM decisions d LEFT JOIN feedback f ON f.answer_id = d.answer_id
-         WHERE d.kind = 'answer' AND d.source_id IS NOT NULL AND d.created_at >= ?1 AND d.created_at < ?2
+         WHERE d.rowid >= ?3 AND d.rowid < ?4
+           AND d.kind = 'answer' AND d.source_id IS NOT NULL AND d.created_at >= ?1 AND d.created_at < ?2
          GROUP BY d.source_type, d.source_id
          ORDER BY COUNT(*) DESC, d.source_id",
     )?;
     let mut intents = Vec::new();
     let mut articles = Vec::new();
-    let rows = by_source.query_map([from, to], |r| {
+    let (rows_from, rows_to) = crate::store::decision_rowids(c, from, to)?;
+    let rows = by_source.query_map([from, to, rows_from, rows_to], |r| {
         let json: Option<String> = r.get(2)?;
         let title = json
             .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())

@@ -85,6 +85,8 @@ type Job = Box<dyn FnOnce(&mut WriterConnection<'_>) -> Ran + Send>;
 struct WriterConnection<'c> {
     conn: &'c Connection,
     hot: [Option<Statement<'c>>; Hot::COUNT],
+    /// The time given to the last decision stored, once read or written.
+    last_decided_at: Option<i64>,
 }
 
 /// The statements a turn runs.
@@ -135,7 +137,32 @@ impl<'c> WriterConnection<'c> {
         WriterConnection {
             conn,
             hot: Default::default(),
+            last_decided_at: None,
         }
+    }
+
+    /// The time to store with a decision made `now`: never before the last
+    /// decision's, so that decisions' times rise with their rowids and a
+    /// time range is a range of rowids ([`decision_rowids`]). A clock set
+    /// back holds the decisions' times where they were until it catches up.
+    fn decided_at(&mut self, now: i64) -> rusqlite::Result<i64> {
+        let last = match self.last_decided_at {
+            Some(t) => t,
+            None => self
+                .conn
+                .query_row(
+                    "SELECT created_at FROM decisions ORDER BY rowid DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(now),
+        };
+        let at = now.max(last);
+        // Kept even if the batch rolls back: a bound above the last stored
+        // time keeps the order as well.
+        self.last_decided_at = Some(at);
+        Ok(at)
     }
 
     /// The statement, prepared the first time it is asked for.
@@ -608,6 +635,55 @@ fn last_seq_with(
         .query_row([conversation_id], |_| Ok(None))
         .optional()?
         .ok_or_else(|| StoreError::NoConversation(conversation_id.to_string()))
+}
+
+/// The decisions made in `[from, to)`, as the half-open range of their
+/// rowids. The writer stores decisions in the order it makes them, never
+/// with a time before the last one's ([`WriterConnection::decided_at`]), so
+/// their times rise with their rowids and each bound is found by bisection,
+/// a few dozen lookups by rowid, where an index on the time would cost every
+/// group commit pages of its own (migration 8). Rows stored before that
+/// version keep their times, which a clock set back may have left out of
+/// order; a query can check the time as well, to keep those out of a range.
+pub fn decision_rowids(c: &Connection, from: i64, to: i64) -> rusqlite::Result<(i64, i64)> {
+    let bounds = c
+        .prepare_cached("SELECT MIN(rowid), MAX(rowid) FROM decisions")?
+        .query_row([], |r| {
+            Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+        })?;
+    let (Some(first), Some(last)) = bounds else {
+        return Ok((0, 0));
+    };
+    let start = first_decided_at_or_after(c, from, first, last + 1)?;
+    let end = first_decided_at_or_after(c, to.max(from), start, last + 1)?;
+    Ok((start, end))
+}
+
+/// The lowest rowid in `[lo, hi)` at or after which every decision was made
+/// at `at` or later, given that every decision below `lo` was made before it
+/// and every one from `hi` on at or after it.
+fn first_decided_at_or_after(
+    c: &Connection,
+    at: i64,
+    mut lo: i64,
+    mut hi: i64,
+) -> rusqlite::Result<i64> {
+    let mut next = c.prepare_cached(
+        "SELECT rowid, created_at FROM decisions WHERE rowid >= ?1 ORDER BY rowid LIMIT 1",
+    )?;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match next
+            .query_row([mid], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .optional()?
+        {
+            // That row and every one before it were made before `at`.
+            Some((row, t)) if t < at => lo = (row + 1).min(hi),
+            // No row from `mid` up to this one was made before it.
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
 /// Makes the message just inserted its conversation's last; `prev` is the
@@ -1245,6 +1321,7 @@ fn store_turn(
             *wrote = true;
             link_last(c, &t.conversation_id, prev)?;
         }
+        let decided_at = w.decided_at(now)?;
         w.hot(Hot::InsertDecision)?.execute(rusqlite::params![
             r.answer_id,
             t.conversation_id,
@@ -1260,7 +1337,7 @@ fn store_turn(
             r.score as f64,
             r.escalation.map(|e| e.as_str()),
             &*r.explanation,
-            now,
+            decided_at,
             r.smalltalk,
         ])?;
     }
@@ -1450,6 +1527,92 @@ mod tests {
             store.store_turn(turn("c1", "m2", "more")).await.unwrap(),
             TurnOutcome::Stored
         );
+        drop(store);
+        guard.join();
+    }
+
+    /// Every time range, over decisions with equal times and gaps where
+    /// rows were deleted, gives the rowids of exactly the decisions made in
+    /// it; an empty table gives an empty range.
+    #[test]
+    fn a_time_range_of_decisions_is_a_range_of_their_rowids() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        schema::migrate(&mut conn).unwrap();
+        assert_eq!(decision_rowids(&conn, 0, 100).unwrap(), (0, 0));
+        let times = [10, 20, 20, 20, 30, 40, 40, 55, 60, 70];
+        for (i, t) in times.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO decisions (answer_id, conversation_id, kind, explanation, created_at)
+                 VALUES (?1, 'c', 'answer', '{}', ?2)",
+                (format!("a{i}"), t),
+            )
+            .unwrap();
+        }
+        // Gaps: the second 20, the 30 and the last row.
+        conn.execute_batch("DELETE FROM decisions WHERE answer_id IN ('a2', 'a4', 'a9')")
+            .unwrap();
+        let stored: Vec<(i64, i64)> = conn
+            .prepare("SELECT rowid, created_at FROM decisions ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for from in 0..80 {
+            for to in from..80 {
+                let (lo, hi) = decision_rowids(&conn, from, to).unwrap();
+                let found: Vec<i64> = stored
+                    .iter()
+                    .filter(|(row, _)| (lo..hi).contains(row))
+                    .map(|(row, _)| *row)
+                    .collect();
+                let made: Vec<i64> = stored
+                    .iter()
+                    .filter(|(_, t)| (from..to).contains(t))
+                    .map(|(row, _)| *row)
+                    .collect();
+                assert_eq!(found, made, "[{from}, {to}): rowids [{lo}, {hi})");
+            }
+        }
+        // A range given backwards is empty.
+        let (lo, hi) = decision_rowids(&conn, 60, 10).unwrap();
+        assert!(lo >= hi, "[{lo}, {hi})");
+    }
+
+    /// A decision stored after the clock was set back takes the time of the
+    /// last one, so that times still rise with rowids.
+    #[tokio::test]
+    async fn decisions_times_never_go_back() {
+        let (_dir, store, guard) = open_with(&["c1"]).await;
+        let ahead = now_ms() + 3_600_000;
+        store
+            .run(move |c| {
+                c.execute(
+                    "INSERT INTO decisions (answer_id, conversation_id, kind, explanation, created_at)
+                     VALUES ('a-before', 'c1', 'answer', '{}', ?1)",
+                    [ahead],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let id = format!("m{i}");
+            store.store_turn(turn("c1", &id, "hello")).await.unwrap();
+        }
+        let times: Vec<i64> = store
+            .run(|c| {
+                Ok(
+                    c.prepare("SELECT created_at FROM decisions ORDER BY rowid")?
+                        .query_map([], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(times, vec![ahead; 4]);
+        // The visitor's messages keep the clock's own time.
+        assert!(scalar(&store, "SELECT MAX(created_at) FROM messages").await < ahead);
         drop(store);
         guard.join();
     }
