@@ -1351,6 +1351,17 @@ fn store_turn(
         // alone saves a random page in every group commit.
         return Ok(TurnOutcome::Stored);
     }
+    if t.state.is_none() && reason.is_none() {
+        // Only the context changed (a slot asked for or filled). Naming the
+        // queue's columns would rewrite the conversation's entry in the
+        // queue's index with the same values: a page in every group commit.
+        exec(
+            c,
+            "UPDATE conversations SET context = ?2, updated_at = ?3 WHERE id = ?1",
+            (&t.conversation_id, &t.context, now),
+        )?;
+        return Ok(TurnOutcome::Stored);
+    }
     exec(
         c,
         "UPDATE conversations SET context = COALESCE(?2, context), updated_at = ?3,
