@@ -236,6 +236,23 @@ const MIGRATIONS: &[&str] = &[
     // (`store::decision_rowids`); rows stored before this version keep the
     // times they have.
     "DROP INDEX decisions_created;",
+    // 9: messages' `seq` without AUTOINCREMENT. AUTOINCREMENT keeps the
+    // largest `seq` ever given in `sqlite_sequence`, which every insert reads
+    // and writes back: a page in every group commit and about a microsecond a
+    // message. Without it a new message takes the largest `seq` stored plus
+    // one, which differs only after the newest messages were deleted, and
+    // messages are deleted a conversation at a time, chain and decisions
+    // with them, so no row still names a `seq` given again. Order within a
+    // conversation is kept: a new message's `seq` is above every stored one.
+    // The keyword only decides whether `sqlite_sequence` is kept, so the
+    // schema's text is edited, as in migration 7, and the table's entry
+    // removed.
+    "PRAGMA writable_schema = ON;
+    UPDATE sqlite_schema
+        SET sql = replace(sql, 'seq INTEGER PRIMARY KEY AUTOINCREMENT', 'seq INTEGER PRIMARY KEY')
+        WHERE type = 'table' AND name = 'messages';
+    PRAGMA writable_schema = RESET;
+    DELETE FROM sqlite_sequence WHERE name = 'messages';",
 ];
 
 /// The schema version this build writes.
@@ -509,5 +526,66 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 5);
+    }
+
+    /// A database at version 8 numbers messages without `sqlite_sequence`:
+    /// the rows stay, the database checks out, another connection reads the
+    /// new schema, and a new message is numbered after the last one stored
+    /// without writing `sqlite_sequence`.
+    #[test]
+    fn messages_are_numbered_without_a_sequence_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frontdesk.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&conn, 8);
+        conn.execute_batch(
+            "INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c1', 'h', 'bot', 1, 1);
+             INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c1', 'm1', 'visitor', 'one', 1);
+             INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c1', 'm2', 'visitor', 'two', 2);",
+        )
+        .unwrap();
+        let other = Connection::open(&path).unwrap();
+        let sequence = |c: &Connection| -> Option<i64> {
+            c.query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap()
+        };
+        assert_eq!(sequence(&conn), Some(2));
+
+        migrate(&mut conn).unwrap();
+
+        let ok: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'messages'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+        assert_eq!(sequence(&conn), None);
+        for c in [&conn, &other] {
+            c.execute(
+                "INSERT INTO messages (conversation_id, role, text, created_at) VALUES ('c1', 'bot', 'x', 3)",
+                [],
+            )
+            .unwrap();
+        }
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq FROM messages ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(sequence(&conn), None, "no connection writes it any more");
     }
 }
