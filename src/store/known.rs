@@ -12,6 +12,13 @@
 //! exactly as the index did. Anything rolled back empties the sets (they are
 //! filled again from what the database holds), and only the conversations
 //! seen lately are kept: two generations, as in the engine's decision cache.
+//!
+//! The writer also keeps each conversation's last message once it has linked
+//! one, which spares every turn after a conversation's first the lookup of
+//! its chain's end (8% of the writer's time at saturation; docs/benchmarks.md,
+//! fourteenth round). Deleting a conversation forgets it; a commit by another
+//! process (`frontdesk forget`, say) makes the writer forget everything
+//! (`PRAGMA data_version`, read as each group begins).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -27,10 +34,17 @@ const CAPACITY: usize = 4096;
 /// share a fingerprint with a chance of about one in 2^64 per pair.
 type Ids = HashSet<u64>;
 
+/// What the writer knows of one conversation.
+struct Seen {
+    ids: Ids,
+    /// Its last message, once the writer has linked one to it.
+    last_seq: Option<i64>,
+}
+
 struct Known {
     key: RandomState,
-    new: HashMap<String, Ids>,
-    old: HashMap<String, Ids>,
+    new: HashMap<String, Seen>,
+    old: HashMap<String, Seen>,
 }
 
 thread_local! {
@@ -53,24 +67,66 @@ pub(super) fn first_time(
         let mut k = known.borrow_mut();
         let print = k.key.hash_one(client_id);
         if !k.new.contains_key(conversation) {
-            let ids = match k.old.remove(conversation) {
-                Some(ids) => ids,
-                None => stored_ids(c, conversation, &k.key)?,
+            let seen = match k.old.remove(conversation) {
+                Some(seen) => seen,
+                None => Seen {
+                    ids: stored_ids(c, conversation, &k.key)?,
+                    last_seq: None,
+                },
             };
             if k.new.len() >= CAPACITY {
                 k.old = std::mem::take(&mut k.new);
             }
-            k.new.insert(conversation.to_string(), ids);
+            k.new.insert(conversation.to_string(), seen);
         }
         Ok(k.new
             .get_mut(conversation)
             .expect("inserted above")
+            .ids
             .insert(print))
     })
 }
 
-/// Drops every set: something was rolled back, and a set may hold an id
-/// that is not stored after all.
+/// The conversation's last message, if the writer has linked one to it
+/// since it last forgot the conversation.
+pub(super) fn last_seq(conversation: &str) -> Option<i64> {
+    KNOWN.with(|known| {
+        let k = known.borrow();
+        k.new
+            .get(conversation)
+            .or_else(|| k.old.get(conversation))
+            .and_then(|seen| seen.last_seq)
+    })
+}
+
+/// Notes `seq` as the conversation's last message, just linked. Only a
+/// conversation whose ids are known is noted (its set is filled from the
+/// database the first time it comes up, which this must not stand in for).
+pub(super) fn linked(conversation: &str, seq: i64) {
+    KNOWN.with(|known| {
+        let mut k = known.borrow_mut();
+        let k = &mut *k;
+        if let Some(seen) = k
+            .new
+            .get_mut(conversation)
+            .or_else(|| k.old.get_mut(conversation))
+        {
+            seen.last_seq = Some(seq);
+        }
+    })
+}
+
+/// Forgets one conversation, deleted.
+pub(super) fn forget(conversation: &str) {
+    KNOWN.with(|known| {
+        let mut k = known.borrow_mut();
+        k.new.remove(conversation);
+        k.old.remove(conversation);
+    })
+}
+
+/// Drops everything: something was rolled back, and a set may hold an id
+/// that is not stored after all, or another process wrote to the database.
 pub(super) fn forget_all() {
     KNOWN.with(|known| {
         let mut k = known.borrow_mut();

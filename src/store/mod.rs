@@ -690,7 +690,9 @@ fn first_decided_at_or_after(
 /// last before it, as [`last_seq`] gave it.
 fn link_last(c: &Connection, conversation_id: &str, prev: Option<i64>) -> Result<(), StoreError> {
     let sql = Hot::link_last(prev).sql();
-    exec(c, sql, (conversation_id, c.last_insert_rowid()))?;
+    let seq = c.last_insert_rowid();
+    exec(c, sql, (conversation_id, seq))?;
+    known::linked(conversation_id, seq);
     Ok(())
 }
 
@@ -707,7 +709,10 @@ fn append_message(
     insert: &str,
     params: &[&dyn ToSql],
 ) -> Result<(), StoreError> {
-    let prev = last_seq(c, conversation_id)?;
+    let prev = match known::last_seq(conversation_id) {
+        Some(seq) => Some(seq),
+        None => last_seq(c, conversation_id)?,
+    };
     let mut all = params.to_vec();
     all.push(&prev);
     exec(c, insert, rusqlite::params_from_iter(all))?;
@@ -737,6 +742,7 @@ fn delete_conversation(c: &Connection, id: &str) -> Result<bool, StoreError> {
         [id],
     )?;
     exec(c, "DELETE FROM chains WHERE conversation_id = ?1", [id])?;
+    known::forget(id);
     Ok(exec(c, "DELETE FROM conversations WHERE id = ?1", [id])? > 0)
 }
 
@@ -1117,6 +1123,7 @@ fn writer(
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut pace = Pace::new(commit_delay, GROUP_WORTH_A_COMMIT.min(max_batch));
     let mut saturated = false;
+    let mut data_version = None;
     let mut w = WriterConnection::new(conn);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -1145,6 +1152,17 @@ fn writer(
         let started = std::time::Instant::now();
         pace.collected(batch.len(), started);
         let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        // A commit by another process (`frontdesk forget`, say) may have
+        // changed what the writer remembers of conversations.
+        if begun.is_ok() {
+            let version = conn
+                .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+                .ok();
+            if version.is_none() || version != data_version {
+                known::forget_all();
+            }
+            data_version = version;
+        }
         let mut completions = Vec::with_capacity(batch.len());
         let mut torn = false;
         for job in batch.drain(..) {
@@ -1288,7 +1306,10 @@ fn store_turn(
         };
         // `append_message`'s steps, the insert first among the writes. The
         // conversation must exist before its set of ids notes this one.
-        let prev = last_seq_with(w.hot(Hot::LastSeq)?, c, &t.conversation_id)?;
+        let prev = match known::last_seq(&t.conversation_id) {
+            Some(seq) => Some(seq),
+            None => last_seq_with(w.hot(Hot::LastSeq)?, c, &t.conversation_id)?,
+        };
         if !known::first_time(c, &t.conversation_id, client_id)? {
             return Ok(TurnOutcome::Duplicate);
         }
@@ -1302,8 +1323,10 @@ fn store_turn(
             prev,
         ))?;
         *wrote = true;
+        let seq = c.last_insert_rowid();
         w.hot(Hot::link_last(prev))?
-            .execute((&t.conversation_id, c.last_insert_rowid()))?;
+            .execute((&t.conversation_id, seq))?;
+        known::linked(&t.conversation_id, seq);
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
     if let Some(r) = &t.reply {
@@ -1538,6 +1561,44 @@ mod tests {
             store.store_turn(turn("c1", "m2", "more")).await.unwrap(),
             TurnOutcome::Stored
         );
+        drop(store);
+        guard.join();
+    }
+
+    /// A conversation deleted by another process is not written to: the
+    /// writer's memory of its last message goes with the other process's
+    /// commit, and the turn fails as it would have without that memory.
+    #[tokio::test]
+    async fn a_conversation_deleted_by_another_process_takes_no_more_turns() {
+        let (dir, store, guard) = open_with(&["c1", "c2"]).await;
+        for (conv, id) in [("c1", "m1"), ("c1", "m2"), ("c2", "n1")] {
+            assert_eq!(
+                store.store_turn(turn(conv, id, "hello")).await.unwrap(),
+                TurnOutcome::Stored
+            );
+        }
+        let other = Connection::open(dir.path().join("frontdesk.db")).unwrap();
+        other.busy_timeout(BUSY_TIMEOUT).unwrap();
+        assert!(delete_conversation(&other, "c1").unwrap());
+        drop(other);
+        let gone = store.store_turn(turn("c1", "m3", "still there?")).await;
+        assert!(
+            matches!(gone, Err(StoreError::NoConversation(_))),
+            "{gone:?}"
+        );
+        assert_eq!(
+            scalar(
+                &store,
+                "SELECT COUNT(*) FROM messages WHERE conversation_id = 'c1'"
+            )
+            .await,
+            0
+        );
+        // The other conversation's chain goes on where it ended.
+        store.store_turn(turn("c2", "n2", "more")).await.unwrap();
+        let conv = store.load_conversation("c2".into()).await.unwrap().unwrap();
+        let texts: Vec<&str> = conv.history.iter().map(|h| h.text.as_str()).collect();
+        assert_eq!(texts, ["hello", "re: hello", "more", "re: more"]);
         drop(store);
         guard.join();
     }
