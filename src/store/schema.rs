@@ -325,6 +325,35 @@ mod tests {
         }
     }
 
+    /// A database file with the schema as it was at `version` and these
+    /// rows, and a second connection to it opened before any migration.
+    fn file_at_version(version: usize, rows: &str) -> (tempfile::TempDir, Connection, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frontdesk.db");
+        let conn = Connection::open(&path).unwrap();
+        migrate_to(&conn, version);
+        conn.execute_batch(rows).unwrap();
+        let other = Connection::open(&path).unwrap();
+        (dir, conn, other)
+    }
+
+    /// The first column of every row a query returns.
+    fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+        conn.prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn assert_intact(conn: &Connection) {
+        let ok: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+    }
+
     /// A database written by version 3 keeps every row through the rebuild
     /// of `decisions`, feedback included, and loses only its indexes (on the
     /// conversation; on the time, since migration 8).
@@ -365,13 +394,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(feedback, 1, "dropping the old table did not cascade");
-        let indexes: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'decisions' AND sql IS NOT NULL")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let indexes: Vec<String> = column(
+            &conn,
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'decisions' AND sql IS NOT NULL",
+        );
         // Only the key's own index is left (its `sql` is null): the one on
         // `created_at` went in migration 8.
         assert!(indexes.is_empty(), "{indexes:?}");
@@ -473,16 +499,11 @@ mod tests {
     /// opened before the migration reads the new schema.
     #[test]
     fn checks_become_comparisons_and_refuse_the_same_values() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("frontdesk.db");
-        let mut conn = Connection::open(&path).unwrap();
-        migrate_to(&conn, 6);
-        conn.execute_batch(
+        let (_dir, mut conn, other) = file_at_version(
+            6,
             "INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c1', 'h', 'queued', 1, 1);
              INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c1', 'm1', 'visitor', 'one', 1);",
-        )
-        .unwrap();
-        let other = Connection::open(&path).unwrap();
+        );
         let insert_message =
             "INSERT INTO messages (conversation_id, role, text, created_at) VALUES ('c1', ?1, 'x', 2)";
         let temporary_btrees = |conn: &Connection, sql: &str, n: usize| -> usize {
@@ -499,10 +520,7 @@ mod tests {
 
         migrate(&mut conn).unwrap();
 
-        let ok: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
+        assert_intact(&conn);
         let update_state = "UPDATE conversations SET state = ?1 WHERE id = 'c1'";
         for role in ["visitor", "bot", "agent", "system"] {
             other.execute(insert_message, [role]).unwrap();
@@ -534,17 +552,12 @@ mod tests {
     /// without writing `sqlite_sequence`.
     #[test]
     fn messages_are_numbered_without_a_sequence_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("frontdesk.db");
-        let mut conn = Connection::open(&path).unwrap();
-        migrate_to(&conn, 8);
-        conn.execute_batch(
+        let (_dir, mut conn, other) = file_at_version(
+            8,
             "INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c1', 'h', 'bot', 1, 1);
              INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c1', 'm1', 'visitor', 'one', 1);
              INSERT INTO messages (conversation_id, client_id, role, text, created_at) VALUES ('c1', 'm2', 'visitor', 'two', 2);",
-        )
-        .unwrap();
-        let other = Connection::open(&path).unwrap();
+        );
         let sequence = |c: &Connection| -> Option<i64> {
             c.query_row(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
@@ -558,10 +571,7 @@ mod tests {
 
         migrate(&mut conn).unwrap();
 
-        let ok: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(ok, "ok");
+        assert_intact(&conn);
         let sql: String = conn
             .query_row(
                 "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'messages'",
@@ -578,13 +588,7 @@ mod tests {
             )
             .unwrap();
         }
-        let seqs: Vec<i64> = conn
-            .prepare("SELECT seq FROM messages ORDER BY seq")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let seqs: Vec<i64> = column(&conn, "SELECT seq FROM messages ORDER BY seq");
         assert_eq!(seqs, [1, 2, 3, 4]);
         assert_eq!(sequence(&conn), None, "no connection writes it any more");
     }
