@@ -612,6 +612,8 @@ impl Store {
 
 /// The last message of a conversation (none when it has none yet); an error
 /// when the conversation does not exist (a message for it must not be stored).
+/// The writer's memory answers for a conversation it has linked a message to
+/// (`known::last_seq`); the database for the rest.
 fn last_seq(c: &Connection, conversation_id: &str) -> Result<Option<i64>, StoreError> {
     last_seq_with(
         &mut *c.prepare_cached(Hot::LastSeq.sql())?,
@@ -626,6 +628,9 @@ fn last_seq_with(
     c: &Connection,
     conversation_id: &str,
 ) -> Result<Option<i64>, StoreError> {
+    if let Some(seq) = known::last_seq(conversation_id) {
+        return Ok(Some(seq));
+    }
     let last = stmt.query_row([conversation_id], |r| r.get(0)).optional()?;
     if last.is_some() {
         return Ok(last);
@@ -689,9 +694,21 @@ fn first_decided_at_or_after(
 /// Makes the message just inserted its conversation's last; `prev` is the
 /// last before it, as [`last_seq`] gave it.
 fn link_last(c: &Connection, conversation_id: &str, prev: Option<i64>) -> Result<(), StoreError> {
-    let sql = Hot::link_last(prev).sql();
-    let seq = c.last_insert_rowid();
-    exec(c, sql, (conversation_id, seq))?;
+    link_last_with(
+        &mut *c.prepare_cached(Hot::link_last(prev).sql())?,
+        conversation_id,
+        c.last_insert_rowid(),
+    )
+}
+
+/// [`link_last`] with its statement ([`Hot::link_last`]) and the message
+/// given; the writer remembers the message as the conversation's last.
+fn link_last_with(
+    stmt: &mut Statement<'_>,
+    conversation_id: &str,
+    seq: i64,
+) -> Result<(), StoreError> {
+    stmt.execute((conversation_id, seq))?;
     known::linked(conversation_id, seq);
     Ok(())
 }
@@ -709,10 +726,7 @@ fn append_message(
     insert: &str,
     params: &[&dyn ToSql],
 ) -> Result<(), StoreError> {
-    let prev = match known::last_seq(conversation_id) {
-        Some(seq) => Some(seq),
-        None => last_seq(c, conversation_id)?,
-    };
+    let prev = last_seq(c, conversation_id)?;
     let mut all = params.to_vec();
     all.push(&prev);
     exec(c, insert, rusqlite::params_from_iter(all))?;
@@ -1306,10 +1320,7 @@ fn store_turn(
         };
         // `append_message`'s steps, the insert first among the writes. The
         // conversation must exist before its set of ids notes this one.
-        let prev = match known::last_seq(&t.conversation_id) {
-            Some(seq) => Some(seq),
-            None => last_seq_with(w.hot(Hot::LastSeq)?, c, &t.conversation_id)?,
-        };
+        let prev = last_seq_with(w.hot(Hot::LastSeq)?, c, &t.conversation_id)?;
         if !known::first_time(c, &t.conversation_id, client_id)? {
             return Ok(TurnOutcome::Duplicate);
         }
@@ -1323,10 +1334,11 @@ fn store_turn(
             prev,
         ))?;
         *wrote = true;
-        let seq = c.last_insert_rowid();
-        w.hot(Hot::link_last(prev))?
-            .execute((&t.conversation_id, seq))?;
-        known::linked(&t.conversation_id, seq);
+        link_last_with(
+            w.hot(Hot::link_last(prev))?,
+            &t.conversation_id,
+            c.last_insert_rowid(),
+        )?;
     }
     let visitor_seq = t.visitor.as_ref().map(|_| c.last_insert_rowid());
     if let Some(r) = &t.reply {
