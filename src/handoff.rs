@@ -39,6 +39,9 @@ type VisitorTx = mpsc::Sender<VisitorEvent>;
 pub struct Hub {
     state: Mutex<HubState>,
     queue_changed: Notify,
+    /// Held while the offline tickets are read and sent to the agents
+    /// ([`Hub::tickets_turn`]).
+    tickets: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -116,6 +119,14 @@ impl Hub {
 
     pub fn any_agent_online(&self) -> bool {
         !self.state().agents.is_empty()
+    }
+
+    /// A turn to read the offline tickets and send them to the agents, held
+    /// until they are sent. Taken in turns, the lists reach the agents in
+    /// the order they were read, so a list read before a change never
+    /// arrives after one read after it.
+    pub async fn tickets_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.tickets.lock().await
     }
 
     /// Sends a frame to every agent session.

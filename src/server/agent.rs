@@ -27,7 +27,7 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 /// browser's pongs keep the connection counted as alive.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Offline tickets sent to the console.
-const TICKETS_SHOWN: usize = 200;
+pub(super) const TICKETS_SHOWN: usize = 200;
 
 static NEXT_AGENT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -574,10 +574,7 @@ impl Session {
                                 }),
                             );
                         }
-                        match store.tickets(TICKETS_SHOWN).await {
-                            Ok(tickets) => hub.to_agents(&AgentServerFrame::Tickets { tickets }),
-                            Err(e) => tracing::warn!(error = %e, "tickets not loaded"),
-                        }
+                        self.app.tickets_changed().await;
                     }
                     Ok(Err(r)) => self.refused(r, None),
                     Err(e) => self.not_stored(e),

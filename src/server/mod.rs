@@ -75,6 +75,19 @@ impl App {
         &self.inner.store
     }
 
+    /// Sends every agent the offline tickets as they are now, after a
+    /// change to them has been stored.
+    async fn tickets_changed(&self) {
+        let hub = &self.inner.hub;
+        let _turn = hub.tickets_turn().await;
+        match self.store().tickets(agent::TICKETS_SHOWN).await {
+            Ok(tickets) => {
+                hub.to_agents(&crate::protocol::agent::AgentServerFrame::Tickets { tickets })
+            }
+            Err(e) => tracing::warn!(error = %e, "tickets not loaded"),
+        }
+    }
+
     /// Lets a websocket in when its page's origin is allowed, the server is
     /// not shutting down, and there is room (otherwise the response says
     /// which), and runs `session` on it once upgraded. Until the session

@@ -685,20 +685,13 @@ impl Session {
         {
             Ok(ticket) => {
                 tracing::info!(ticket = %ticket.ticket_id, "offline message stored");
+                // The agents hear of it before the visitor does, so an
+                // agent who signs in after the visitor saw the ticket finds
+                // it in the console's first list and gets no older one.
+                self.app.tickets_changed().await;
                 self.send(ServerFrame::Ack { id });
                 self.send(ServerFrame::Ticket {
                     ticket_id: ticket.ticket_id,
-                });
-                let store = self.app.store().clone();
-                let app = self.app.clone();
-                tokio::spawn(async move {
-                    match store.tickets(200).await {
-                        Ok(tickets) => app
-                            .inner
-                            .hub
-                            .to_agents(&AgentServerFrame::Tickets { tickets }),
-                        Err(e) => tracing::warn!(error = %e, "tickets not loaded"),
-                    }
                 });
             }
             Err(e) => self.not_stored(e),
