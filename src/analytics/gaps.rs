@@ -46,8 +46,9 @@ pub struct Nearest {
 /// Unanswered and not-helpful questions asked in `[from, to)`.
 pub fn questions(c: &Connection, from: i64, to: i64) -> Result<Vec<(String, GapKind)>, StoreError> {
     let mut stmt = c.prepare_cached(
-        "SELECT m.text, 0 FROM decisions d JOIN messages m ON m.seq = d.message_seq
-         WHERE (d.kind = 'fallback' OR (d.kind = 'escalate' AND d.escalation_reason = 'repeated_fallback'))
+        "SELECT m.text, 0 FROM decisions d JOIN decision_contents k ON k.id = d.content_id
+         JOIN messages m ON m.seq = d.message_seq
+         WHERE (k.kind = 'fallback' OR (k.kind = 'escalate' AND k.escalation_reason = 'repeated_fallback'))
            AND d.rowid >= ?3 AND d.rowid < ?4
            AND d.created_at >= ?1 AND d.created_at < ?2 AND m.role = 'visitor'
          UNION ALL

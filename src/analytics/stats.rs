@@ -268,13 +268,14 @@ pub fn stats(c: &Connection, from: i64, to: i64, bucket: Bucket) -> Result<Stats
         .collect();
 
     let mut by_source = c.prepare_cached(
-        "SELECT d.source_type, d.source_id, MAX(d.source_json), COUNT(*),
+        "SELECT k.source_type, k.source_id, MAX(k.source_json), COUNT(*),
                 COALESCE(SUM(f.helpful = 1), 0), COALESCE(SUM(f.helpful = 0), 0)
-         FROM decisions d LEFT JOIN feedback f ON f.answer_id = d.answer_id
+         FROM decisions d JOIN decision_contents k ON k.id = d.content_id
+         LEFT JOIN feedback f ON f.answer_id = d.answer_id
          WHERE d.rowid >= ?3 AND d.rowid < ?4
-           AND d.kind = 'answer' AND d.source_id IS NOT NULL AND d.created_at >= ?1 AND d.created_at < ?2
-         GROUP BY d.source_type, d.source_id
-         ORDER BY COUNT(*) DESC, d.source_id",
+           AND k.kind = 'answer' AND k.source_id IS NOT NULL AND d.created_at >= ?1 AND d.created_at < ?2
+         GROUP BY k.source_type, k.source_id
+         ORDER BY COUNT(*) DESC, k.source_id",
     )?;
     let mut intents = Vec::new();
     let mut articles = Vec::new();

@@ -605,7 +605,8 @@ fn agent_conversation(c: &Connection, id: &str) -> Result<Option<AgentConversati
         return Ok(None);
     };
     let mut stmt = c.prepare_cached(
-        "SELECT explanation FROM decisions WHERE conversation_id = ?1 AND answer_id = ?2",
+        "SELECT k.explanation FROM decisions d JOIN decision_contents k ON k.id = d.content_id
+         WHERE d.conversation_id = ?1 AND d.answer_id = ?2",
     )?;
     for entry in super::history(c, id)? {
         let explanation = match &entry.answer_id {

@@ -19,12 +19,23 @@
 //! fourteenth round). Deleting a conversation forgets it; a commit by another
 //! process (`frontdesk forget`, say) makes the writer forget everything
 //! (`PRAGMA data_version`, read as each group begins).
+//!
+//! And it keeps the decision contents it stored lately (migration 10), so
+//! that a remembered decision, made again for another visitor, names the
+//! content already stored instead of storing it again. They are found by
+//! the address of their packed explanation, which a remembered decision
+//! shares with every copy of it (the entry holds that explanation, so the
+//! address is not reused while it is kept), and the rest of the content is
+//! compared. Deleting any conversation forgets them all: the last decision
+//! naming a content deletes it.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 
 use rusqlite::Connection;
+
+use super::BotReply;
 
 /// Conversations per generation.
 const CAPACITY: usize = 4096;
@@ -45,6 +56,36 @@ struct Known {
     key: RandomState,
     new: HashMap<String, Seen>,
     old: HashMap<String, Seen>,
+    contents: Contents,
+}
+
+/// Stored decision contents by the address of their packed explanation,
+/// in two generations. A key holds more than one content when decisions
+/// with one explanation were stored with different quick replies (an
+/// escalation offered a message instead, say).
+#[derive(Default)]
+struct Contents {
+    new: HashMap<usize, Vec<(BotReply, i64)>>,
+    old: HashMap<usize, Vec<(BotReply, i64)>>,
+}
+
+/// Where a reply's packed explanation is: its content's key.
+fn address(reply: &BotReply) -> usize {
+    std::sync::Arc::as_ptr(&reply.explanation) as *const u8 as usize
+}
+
+/// Whether two replies' decisions have the same content. Their packed
+/// explanations are the same allocation: a kept entry holds its own, so no
+/// other explanation can be at its address.
+fn same_content(a: &BotReply, b: &BotReply) -> bool {
+    a.kind == b.kind
+        && a.source == b.source
+        && a.source_json == b.source_json
+        && a.quick_replies_json == b.quick_replies_json
+        && a.score.to_bits() == b.score.to_bits()
+        && a.escalation == b.escalation
+        && a.smalltalk == b.smalltalk
+        && std::sync::Arc::ptr_eq(&a.explanation, &b.explanation)
 }
 
 thread_local! {
@@ -52,6 +93,7 @@ thread_local! {
         key: RandomState::new(),
         new: HashMap::new(),
         old: HashMap::new(),
+        contents: Contents::default(),
     });
 }
 
@@ -126,13 +168,52 @@ pub(super) fn forget(conversation: &str) {
 }
 
 /// Drops everything: something was rolled back, and a set may hold an id
-/// that is not stored after all, or another process wrote to the database.
+/// (or a content) that is not stored after all, or another process wrote
+/// to the database.
 pub(super) fn forget_all() {
     KNOWN.with(|known| {
         let mut k = known.borrow_mut();
         k.new.clear();
         k.old.clear();
+        k.contents = Contents::default();
     });
+}
+
+/// The stored content of the reply's decision, if the writer stored it
+/// lately.
+pub(super) fn content(reply: &BotReply) -> Option<i64> {
+    KNOWN.with(|known| {
+        let k = known.borrow();
+        let key = address(reply);
+        let found = [&k.contents.new, &k.contents.old]
+            .into_iter()
+            .filter_map(|generation| generation.get(&key))
+            .flatten()
+            .find(|(stored, _)| same_content(stored, reply))
+            .map(|&(_, id)| id);
+        found
+    })
+}
+
+/// Notes the content of the reply's decision as stored with `id`.
+pub(super) fn stored_content(reply: &BotReply, id: i64) {
+    KNOWN.with(|known| {
+        let mut k = known.borrow_mut();
+        let contents = &mut k.contents;
+        if contents.new.len() >= CAPACITY {
+            contents.old = std::mem::take(&mut contents.new);
+        }
+        contents
+            .new
+            .entry(address(reply))
+            .or_default()
+            .push((reply.clone(), id));
+    })
+}
+
+/// Forgets the stored contents: a deleted decision may have deleted one.
+pub(super) fn forget_contents() {
+    KNOWN.with(|known| known.borrow_mut().contents = Contents::default());
 }
 
 /// The fingerprints of the message ids stored in a conversation.

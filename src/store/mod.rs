@@ -96,11 +96,14 @@ enum Hot {
     InsertVisitorMessage,
     UpdateChain,
     InsertChain,
+    InsertContent,
+    CountNewContent,
+    CountContent,
     InsertDecision,
 }
 
 impl Hot {
-    const COUNT: usize = 5;
+    const COUNT: usize = 8;
 
     fn sql(self) -> &'static str {
         match self {
@@ -112,11 +115,16 @@ impl Hot {
             }
             Hot::UpdateChain => "UPDATE chains SET last_seq = ?2 WHERE conversation_id = ?1",
             Hot::InsertChain => "INSERT INTO chains (conversation_id, last_seq) VALUES (?1, ?2)",
+            Hot::InsertContent => {
+                "INSERT INTO decision_contents (kind, source_type, source_id, source_json, quick_replies,
+                                                score, escalation_reason, explanation, smalltalk)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            }
+            Hot::CountNewContent => "INSERT INTO decision_refs (id, refs) VALUES (?1, 1)",
+            Hot::CountContent => "UPDATE decision_refs SET refs = refs + 1 WHERE id = ?1",
             Hot::InsertDecision => {
-                "INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, source_type,
-                                        source_id, source_json, quick_replies, score, escalation_reason,
-                                        explanation, created_at, smalltalk)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                "INSERT INTO decisions (answer_id, conversation_id, message_seq, content_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)"
             }
         }
     }
@@ -757,6 +765,7 @@ fn delete_conversation(c: &Connection, id: &str) -> Result<bool, StoreError> {
     )?;
     exec(c, "DELETE FROM chains WHERE conversation_id = ?1", [id])?;
     known::forget(id);
+    known::forget_contents();
     Ok(exec(c, "DELETE FROM conversations WHERE id = ?1", [id])? > 0)
 }
 
@@ -786,11 +795,13 @@ fn close(c: &Connection, conversation_id: &str, closed_by: &str) -> Result<Strin
         chain!("SELECT escalation_reason,
                 (SELECT COUNT(*) FROM chain JOIN messages m ON m.seq = chain.seq
                  JOIN decisions d ON d.answer_id = COALESCE(m.reply_answer_id, m.answer_id)
-                 WHERE d.kind = 'answer' AND d.smalltalk = 0
+                 JOIN decision_contents k ON k.id = d.content_id
+                 WHERE k.kind = 'answer' AND k.smalltalk = 0
                  AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.answer_id = d.answer_id AND f.helpful = 0)),
                 (SELECT COUNT(*) FROM chain JOIN messages m ON m.seq = chain.seq
                  JOIN decisions d ON d.answer_id = COALESCE(m.reply_answer_id, m.answer_id)
-                 WHERE d.kind = 'fallback')
+                 JOIN decision_contents k ON k.id = d.content_id
+                 WHERE k.kind = 'fallback')
          FROM conversations WHERE id = ?1"),
         [conversation_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -1238,11 +1249,13 @@ fn load_conversation(c: &Connection, id: &str) -> Result<Option<StoredConversati
 /// entries: the message, then the reply.
 fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     let mut stmt = c.prepare_cached(
-        chain!("SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, d.kind, d.source_json, d.quick_replies, m.author,
-                m.reply_text, m.reply_answer_id, r.kind, r.source_json, r.quick_replies
+        chain!("SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, dk.kind, dk.source_json, dk.quick_replies, m.author,
+                m.reply_text, m.reply_answer_id, rk.kind, rk.source_json, rk.quick_replies
          FROM chain JOIN messages m ON m.seq = chain.seq
          LEFT JOIN decisions d ON d.answer_id = m.answer_id
+         LEFT JOIN decision_contents dk ON dk.id = d.content_id
          LEFT JOIN decisions r ON r.answer_id = m.reply_answer_id
+         LEFT JOIN decision_contents rk ON rk.id = r.content_id
          ORDER BY m.seq"),
     )?;
     let mut rows = stmt.query([id])?;
@@ -1356,25 +1369,44 @@ fn store_turn(
             *wrote = true;
             link_last(c, &t.conversation_id, prev)?;
         }
+        // A remembered decision's content is most likely stored already
+        // (migration 10). Counted here, it is not deleted while the
+        // writer remembers it (deleting a conversation forgets them all).
+        let stored = match known::content(r) {
+            Some(id) => (w.hot(Hot::CountContent)?.execute([id])? == 1).then_some(id),
+            None => None,
+        };
+        let content_id = match stored {
+            Some(id) => id,
+            None => {
+                w.hot(Hot::InsertContent)?.execute(rusqlite::params![
+                    r.kind.as_str(),
+                    r.source.as_ref().map(|s| match s.kind {
+                        crate::engine::SourceKind::Intent => "intent",
+                        crate::engine::SourceKind::Article => "article",
+                    }),
+                    r.source.as_ref().map(|s| s.id.as_str()),
+                    r.source_json.as_deref(),
+                    &*r.quick_replies_json,
+                    r.score as f64,
+                    r.escalation.map(|e| e.as_str()),
+                    &*r.explanation,
+                    r.smalltalk,
+                ])?;
+                let id = c.last_insert_rowid();
+                w.hot(Hot::CountNewContent)?.execute([id])?;
+                known::stored_content(r, id);
+                id
+            }
+        };
         let decided_at = w.decided_at(now)?;
-        w.hot(Hot::InsertDecision)?.execute(rusqlite::params![
-            r.answer_id,
-            t.conversation_id,
+        w.hot(Hot::InsertDecision)?.execute((
+            &r.answer_id,
+            &t.conversation_id,
             visitor_seq,
-            r.kind.as_str(),
-            r.source.as_ref().map(|s| match s.kind {
-                crate::engine::SourceKind::Intent => "intent",
-                crate::engine::SourceKind::Article => "article",
-            }),
-            r.source.as_ref().map(|s| s.id.as_str()),
-            r.source_json.as_deref(),
-            &*r.quick_replies_json,
-            r.score as f64,
-            r.escalation.map(|e| e.as_str()),
-            &*r.explanation,
+            content_id,
             decided_at,
-            r.smalltalk,
-        ])?;
+        ))?;
     }
     let reason = t
         .reply
@@ -1615,6 +1647,77 @@ mod tests {
         guard.join();
     }
 
+    /// A remembered decision made again names the content stored for it,
+    /// unless the rest of its content differs; a content lives exactly as
+    /// long as a decision names it; and one deleted (by this process or by
+    /// another) is stored again when it is needed again.
+    #[tokio::test]
+    async fn a_decisions_content_is_stored_once_while_decisions_name_it() {
+        let (dir, store, guard) = open_with(&["c1", "c2", "c3", "c4"]).await;
+        let shared = bulky_explanation();
+        let with = |conv: &str, id: &str| {
+            let mut t = turn(conv, id, "hello");
+            t.reply.as_mut().unwrap().explanation = shared.clone();
+            t
+        };
+        for (conv, id) in [("c1", "m1"), ("c2", "n1"), ("c1", "m2")] {
+            store.store_turn(with(conv, id)).await.unwrap();
+        }
+        // The same explanation with other quick replies is another content.
+        let mut offered = with("c3", "o1");
+        offered.reply.as_mut().unwrap().quick_replies_json =
+            r#"[{"label":"Talk to a person","value":"human"}]"#.into();
+        store.store_turn(offered).await.unwrap();
+        let contents = "SELECT COUNT(*) FROM decision_contents";
+        let shared_refs = "SELECT refs FROM decision_refs
+                           WHERE id = (SELECT content_id FROM decisions WHERE answer_id = 'a-n1')";
+        let dangling =
+            "SELECT COUNT(*) FROM decisions d LEFT JOIN decision_contents k ON k.id = d.content_id
+                        WHERE k.id IS NULL";
+        assert_eq!(scalar(&store, contents).await, 2);
+        assert_eq!(scalar(&store, shared_refs).await, 3);
+        let quick = |conv: &'static str| {
+            let store = store.clone();
+            async move {
+                let conv = store.load_conversation(conv.into()).await.unwrap().unwrap();
+                let bot = conv.history.iter().find(|h| h.role == "bot").unwrap();
+                (bot.kind, bot.quick_replies.len())
+            }
+        };
+        assert_eq!(quick("c2").await, (Some(Kind::Answer), 0));
+        assert_eq!(quick("c3").await, (Some(Kind::Answer), 1));
+
+        // Forgetting c1 keeps the content c2 still names; forgetting c2
+        // deletes it.
+        assert!(store.forget("c1".into()).await.unwrap());
+        assert_eq!(scalar(&store, contents).await, 2);
+        assert_eq!(scalar(&store, shared_refs).await, 1);
+        assert!(store.forget("c2".into()).await.unwrap());
+        assert_eq!(scalar(&store, contents).await, 1);
+        assert_eq!(
+            scalar(&store, "SELECT COUNT(*) FROM decision_refs").await,
+            1
+        );
+
+        // Needed again, it is stored again.
+        store.store_turn(with("c3", "o2")).await.unwrap();
+        assert_eq!(scalar(&store, contents).await, 2);
+        assert_eq!(scalar(&store, dangling).await, 0);
+
+        // Deleted by another process, too.
+        let other = Connection::open(dir.path().join("frontdesk.db")).unwrap();
+        other.busy_timeout(BUSY_TIMEOUT).unwrap();
+        assert!(delete_conversation(&other, "c3").unwrap());
+        drop(other);
+        assert_eq!(scalar(&store, contents).await, 0);
+        store.store_turn(with("c4", "p1")).await.unwrap();
+        assert_eq!(scalar(&store, contents).await, 1);
+        assert_eq!(scalar(&store, dangling).await, 0);
+        assert_eq!(quick("c4").await, (Some(Kind::Answer), 0));
+        drop(store);
+        guard.join();
+    }
+
     /// Every time range, over decisions with equal times and gaps where
     /// rows were deleted, gives the rowids of exactly the decisions made in
     /// it; an empty table gives an empty range.
@@ -1626,9 +1729,14 @@ mod tests {
         let times = [10, 20, 20, 20, 30, 40, 40, 55, 60, 70];
         for (i, t) in times.iter().enumerate() {
             conn.execute(
-                "INSERT INTO decisions (answer_id, conversation_id, kind, explanation, created_at)
-                 VALUES (?1, 'c', 'answer', '{}', ?2)",
-                (format!("a{i}"), t),
+                "INSERT INTO decision_contents (id, kind, explanation) VALUES (?1, 'answer', '{}')",
+                [i as i64],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO decisions (answer_id, conversation_id, content_id, created_at)
+                 VALUES (?1, 'c', ?2, ?3)",
+                (format!("a{i}"), i as i64, t),
             )
             .unwrap();
         }
@@ -1672,8 +1780,12 @@ mod tests {
         store
             .run(move |c| {
                 c.execute(
-                    "INSERT INTO decisions (answer_id, conversation_id, kind, explanation, created_at)
-                     VALUES ('a-before', 'c1', 'answer', '{}', ?1)",
+                    "INSERT INTO decision_contents (id, kind, explanation) VALUES (1, 'answer', '{}')",
+                    [],
+                )?;
+                c.execute(
+                    "INSERT INTO decisions (answer_id, conversation_id, content_id, created_at)
+                     VALUES ('a-before', 'c1', 1, ?1)",
                     [ahead],
                 )?;
                 Ok(())
@@ -1711,8 +1823,9 @@ mod tests {
                 c.execute_batch(
                     "INSERT INTO messages (conversation_id, client_id, role, text, created_at)
                          VALUES ('c1', 'old', 'visitor', 'before', 1);
-                     INSERT INTO decisions (answer_id, conversation_id, message_seq, kind, explanation, created_at)
-                         VALUES ('a-old', 'c1', last_insert_rowid(), 'fallback', '{}', 1);
+                     INSERT INTO decisions (answer_id, conversation_id, message_seq, content_id, created_at)
+                         VALUES ('a-old', 'c1', last_insert_rowid(), 1, 1);
+                     INSERT INTO decision_contents (id, kind, explanation) VALUES (1, 'fallback', '{}');
                      INSERT INTO messages (conversation_id, role, text, created_at, answer_id, prev_seq)
                          VALUES ('c1', 'bot', 're: before', 1, 'a-old', last_insert_rowid());
                      INSERT INTO chains (conversation_id, last_seq) VALUES ('c1', last_insert_rowid());",
@@ -1749,9 +1862,17 @@ mod tests {
             store.close_conversation("c1".into()).await.unwrap(),
             "deflected"
         );
-        // Forgetting the conversation deletes both decisions.
+        // Forgetting the conversation deletes both decisions and their contents.
         assert!(store.forget("c1".into()).await.unwrap());
-        assert_eq!(scalar(&store, "SELECT COUNT(*) FROM decisions").await, 0);
+        assert_eq!(
+            scalar(
+                &store,
+                "SELECT (SELECT COUNT(*) FROM decisions) + (SELECT COUNT(*) FROM decision_contents)
+                        + (SELECT COUNT(*) FROM decision_refs)"
+            )
+            .await,
+            0
+        );
         drop(store);
         guard.join();
     }

@@ -253,6 +253,64 @@ const MIGRATIONS: &[&str] = &[
         WHERE type = 'table' AND name = 'messages';
     PRAGMA writable_schema = RESET;
     DELETE FROM sqlite_sequence WHERE name = 'messages';",
+    // 10: a decision's content stored once for all the decisions that share
+    // it. Under load most replies repeat a remembered decision, and each
+    // stored its kind, source, quick replies and packed explanation again:
+    // about 730 bytes a row, four of every ten pages a group commit wrote
+    // (docs/benchmarks.md, fifteenth round). A decision now names its
+    // content (`content_id`), which the writer stores once while it
+    // remembers it. A content is part of what a visitor said (the
+    // explanation holds their words), so it lives exactly as long as a
+    // decision names it: `decision_refs` counts the decisions naming each
+    // content, and the last decision deleted deletes its content. The
+    // writer counts each decision it stores, in the same transaction; a
+    // trigger would make every insert a statement that writes two tables,
+    // which SQLite journals page by page in case it fails half-way (4 µs a
+    // turn). Deletions are rare and come in many ways, so a trigger
+    // uncounts them. The counts sit in a table of their own, hundreds to a
+    // page, so that counting a turn rewrites that small row rather than the
+    // content's. Decisions stored before this version get a content each
+    // and keep their rowids (their times rise with them, migration 8).
+    "CREATE TABLE decision_contents (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        source_type TEXT,
+        source_id TEXT,
+        source_json TEXT,
+        quick_replies TEXT NOT NULL DEFAULT '[]',
+        score REAL,
+        escalation_reason TEXT,
+        explanation TEXT NOT NULL,
+        smalltalk INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE decision_refs (
+        id INTEGER PRIMARY KEY,
+        refs INTEGER NOT NULL
+    );
+    INSERT INTO decision_contents (id, kind, source_type, source_id, source_json, quick_replies, score,
+                                   escalation_reason, explanation, smalltalk)
+        SELECT rowid, kind, source_type, source_id, source_json, quick_replies, score,
+               escalation_reason, explanation, smalltalk
+        FROM decisions;
+    INSERT INTO decision_refs (id, refs) SELECT rowid, 1 FROM decisions;
+    CREATE TABLE decisions_v10 (
+        answer_id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL,
+        message_seq INTEGER,
+        content_id INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TRIGGER decisions_release_content AFTER DELETE ON decisions_v10 BEGIN
+        UPDATE decision_refs SET refs = refs - 1 WHERE id = OLD.content_id;
+        DELETE FROM decision_contents WHERE id = OLD.content_id
+            AND NOT EXISTS (SELECT 1 FROM decision_refs WHERE id = OLD.content_id AND refs > 0);
+        DELETE FROM decision_refs WHERE id = OLD.content_id AND refs <= 0;
+    END;
+    INSERT INTO decisions_v10 (rowid, answer_id, conversation_id, message_seq, content_id, created_at)
+        SELECT rowid, answer_id, conversation_id, message_seq, rowid, created_at
+        FROM decisions ORDER BY rowid;
+    DROP TABLE decisions;
+    ALTER TABLE decisions_v10 RENAME TO decisions;",
 ];
 
 /// The schema version this build writes.
@@ -377,7 +435,8 @@ mod tests {
         assert_eq!(version, latest());
         let row: (String, String, i64, String) = conn
             .query_row(
-                "SELECT d.conversation_id, d.explanation, d.smalltalk, d.kind FROM decisions d WHERE answer_id = 'a1'",
+                "SELECT d.conversation_id, k.explanation, k.smalltalk, k.kind
+                 FROM decisions d JOIN decision_contents k ON k.id = d.content_id WHERE answer_id = 'a1'",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
@@ -412,7 +471,8 @@ mod tests {
         assert!(super::super::delete_conversation(&conn, "c1").unwrap());
         let left: i64 = conn
             .query_row(
-                "SELECT (SELECT COUNT(*) FROM decisions) + (SELECT COUNT(*) FROM feedback)",
+                "SELECT (SELECT COUNT(*) FROM decisions) + (SELECT COUNT(*) FROM feedback)
+                        + (SELECT COUNT(*) FROM decision_contents) + (SELECT COUNT(*) FROM decision_refs)",
                 [],
                 |r| r.get(0),
             )
@@ -591,5 +651,71 @@ mod tests {
         let seqs: Vec<i64> = column(&conn, "SELECT seq FROM messages ORDER BY seq");
         assert_eq!(seqs, [1, 2, 3, 4]);
         assert_eq!(sequence(&conn), None, "no connection writes it any more");
+    }
+
+    /// A database at version 9 gets a content for each decision: the
+    /// decisions keep their rowids, times and feedback, read the content
+    /// they had, and the counts are kept from then on, by a connection
+    /// opened before the migration too.
+    #[test]
+    fn decisions_get_their_contents_and_counts() {
+        let (_dir, mut conn, other) = file_at_version(
+            9,
+            "INSERT INTO conversations (id, resume_hash, state, created_at, updated_at) VALUES ('c1', 'h', 'bot', 1, 1);
+             INSERT INTO decisions (rowid, answer_id, conversation_id, message_seq, kind, source_type, source_id,
+                                    source_json, quick_replies, score, explanation, created_at, smalltalk)
+                 VALUES (7, 'a1', 'c1', 1, 'answer', 'article', 'returns', '{\"id\":\"returns\"}', '[]', 0.5, 'x1', 10, 0);
+             INSERT INTO decisions (rowid, answer_id, conversation_id, kind, escalation_reason, explanation, created_at)
+                 VALUES (9, 'a2', 'c1', 'escalate', 'sensitive', 'x2', 20);
+             INSERT INTO feedback (answer_id, conversation_id, helpful, created_at) VALUES ('a1', 'c1', 0, 11);",
+        );
+
+        migrate(&mut conn).unwrap();
+
+        assert_intact(&conn);
+        let rows: Vec<String> = column(
+            &conn,
+            "SELECT d.rowid || ' ' || d.answer_id || ' ' || d.created_at || ' ' || k.kind || ' '
+                    || COALESCE(k.source_id, '-') || ' ' || COALESCE(k.escalation_reason, '-') || ' '
+                    || k.explanation || ' ' || r.refs
+             FROM decisions d JOIN decision_contents k ON k.id = d.content_id
+             JOIN decision_refs r ON r.id = d.content_id ORDER BY d.rowid",
+        );
+        assert_eq!(
+            rows,
+            [
+                "7 a1 10 answer returns - x1 1",
+                "9 a2 20 escalate - sensitive x2 1"
+            ]
+        );
+        let feedback: Vec<String> = column(&conn, "SELECT answer_id FROM feedback");
+        assert_eq!(feedback, ["a1"]);
+
+        // Deleting decisions deletes a content with the last one naming it
+        // (another decision named a1's, counted as the writer counts it).
+        other
+            .execute_batch(
+                "INSERT INTO decisions (answer_id, conversation_id, content_id, created_at) VALUES ('a3', 'c1', 7, 30);
+                 UPDATE decision_refs SET refs = refs + 1 WHERE id = 7;
+                 DELETE FROM decisions WHERE answer_id IN ('a1', 'a2');",
+            )
+            .unwrap();
+        let left: Vec<String> = column(
+            &conn,
+            "SELECT k.id || ' ' || k.explanation || ' ' || r.refs
+             FROM decision_contents k JOIN decision_refs r ON r.id = k.id",
+        );
+        assert_eq!(left, ["7 x1 1"]);
+        other
+            .execute("DELETE FROM decisions WHERE answer_id = 'a3'", [])
+            .unwrap();
+        let counted: i64 = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM decision_contents) + (SELECT COUNT(*) FROM decision_refs)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(counted, 0);
     }
 }
