@@ -26,8 +26,10 @@
 //! the address of their packed explanation, which a remembered decision
 //! shares with every copy of it (the entry holds that explanation, so the
 //! address is not reused while it is kept), and the rest of the content is
-//! compared. Deleting any conversation forgets them all: the last decision
-//! naming a content deletes it.
+//! compared. Only contents whose explanation the engine's decision cache
+//! also holds are kept: no other decision comes again. Deleting any
+//! conversation forgets them all: the last decision naming a content
+//! deletes it.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};

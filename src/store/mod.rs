@@ -1372,6 +1372,10 @@ fn store_turn(
         // A remembered decision's content is most likely stored already
         // (migration 10). Counted here, it is not deleted while the
         // writer remembers it (deleting a conversation forgets them all).
+        // Only a content whose explanation is shared (held by the engine's
+        // decision cache) can come again, so only such a one is counted
+        // and remembered when it is first stored: a text the engine decides
+        // afresh costs no count and no memory.
         let stored = match known::content(r) {
             Some(id) => (w.hot(Hot::CountContent)?.execute([id])? == 1).then_some(id),
             None => None,
@@ -1394,8 +1398,10 @@ fn store_turn(
                     r.smalltalk,
                 ])?;
                 let id = c.last_insert_rowid();
-                w.hot(Hot::CountNewContent)?.execute([id])?;
-                known::stored_content(r, id);
+                if std::sync::Arc::strong_count(&r.explanation) > 1 {
+                    w.hot(Hot::CountNewContent)?.execute([id])?;
+                    known::stored_content(r, id);
+                }
                 id
             }
         };
@@ -1714,6 +1720,24 @@ mod tests {
         assert_eq!(scalar(&store, contents).await, 1);
         assert_eq!(scalar(&store, dangling).await, 0);
         assert_eq!(quick("c4").await, (Some(Kind::Answer), 0));
+
+        // A decision made afresh (its explanation held by nothing else)
+        // stores its content uncounted, and it goes with its decision.
+        store.store_turn(turn("c4", "p2", "other")).await.unwrap();
+        assert_eq!(scalar(&store, contents).await, 2);
+        assert_eq!(
+            scalar(&store, "SELECT COUNT(*) FROM decision_refs").await,
+            1
+        );
+        assert!(store.forget("c4".into()).await.unwrap());
+        assert_eq!(
+            scalar(
+                &store,
+                "SELECT (SELECT COUNT(*) FROM decision_contents) + (SELECT COUNT(*) FROM decision_refs)"
+            )
+            .await,
+            0
+        );
         drop(store);
         guard.join();
     }

@@ -262,15 +262,17 @@ const MIGRATIONS: &[&str] = &[
     // remembers it. A content is part of what a visitor said (the
     // explanation holds their words), so it lives exactly as long as a
     // decision names it: `decision_refs` counts the decisions naming each
-    // content, and the last decision deleted deletes its content. The
+    // content that may be shared, a content without a count is named by
+    // one decision, and the last decision deleted deletes its content. The
     // writer counts each decision it stores, in the same transaction; a
     // trigger would make every insert a statement that writes two tables,
     // which SQLite journals page by page in case it fails half-way (4 µs a
     // turn). Deletions are rare and come in many ways, so a trigger
     // uncounts them. The counts sit in a table of their own, hundreds to a
     // page, so that counting a turn rewrites that small row rather than the
-    // content's. Decisions stored before this version get a content each
-    // and keep their rowids (their times rise with them, migration 8).
+    // content's. Decisions stored before this version get a content each,
+    // uncounted, and keep their rowids (their times rise with them,
+    // migration 8).
     "CREATE TABLE decision_contents (
         id INTEGER PRIMARY KEY,
         kind TEXT NOT NULL,
@@ -292,7 +294,6 @@ const MIGRATIONS: &[&str] = &[
         SELECT rowid, kind, source_type, source_id, source_json, quick_replies, score,
                escalation_reason, explanation, smalltalk
         FROM decisions;
-    INSERT INTO decision_refs (id, refs) SELECT rowid, 1 FROM decisions;
     CREATE TABLE decisions_v10 (
         answer_id TEXT PRIMARY KEY,
         conversation_id TEXT NOT NULL,
@@ -677,26 +678,26 @@ mod tests {
             &conn,
             "SELECT d.rowid || ' ' || d.answer_id || ' ' || d.created_at || ' ' || k.kind || ' '
                     || COALESCE(k.source_id, '-') || ' ' || COALESCE(k.escalation_reason, '-') || ' '
-                    || k.explanation || ' ' || r.refs
+                    || k.explanation || ' ' || COALESCE(r.refs, 'uncounted')
              FROM decisions d JOIN decision_contents k ON k.id = d.content_id
-             JOIN decision_refs r ON r.id = d.content_id ORDER BY d.rowid",
+             LEFT JOIN decision_refs r ON r.id = d.content_id ORDER BY d.rowid",
         );
         assert_eq!(
             rows,
             [
-                "7 a1 10 answer returns - x1 1",
-                "9 a2 20 escalate - sensitive x2 1"
+                "7 a1 10 answer returns - x1 uncounted",
+                "9 a2 20 escalate - sensitive x2 uncounted"
             ]
         );
         let feedback: Vec<String> = column(&conn, "SELECT answer_id FROM feedback");
         assert_eq!(feedback, ["a1"]);
 
-        // Deleting decisions deletes a content with the last one naming it
-        // (another decision named a1's, counted as the writer counts it).
+        // Deleting decisions deletes a content with the last one naming it:
+        // a2's at once, a1's once a3, which names it too, is deleted.
         other
             .execute_batch(
                 "INSERT INTO decisions (answer_id, conversation_id, content_id, created_at) VALUES ('a3', 'c1', 7, 30);
-                 UPDATE decision_refs SET refs = refs + 1 WHERE id = 7;
+                 INSERT INTO decision_refs (id, refs) VALUES (7, 2);
                  DELETE FROM decisions WHERE answer_id IN ('a1', 'a2');",
             )
             .unwrap();
