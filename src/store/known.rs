@@ -81,6 +81,7 @@ fn address(reply: &BotReply) -> usize {
 /// other explanation can be at its address.
 fn same_content(a: &BotReply, b: &BotReply) -> bool {
     a.kind == b.kind
+        && a.text == b.text
         && a.source == b.source
         && a.source_json == b.source_json
         && a.quick_replies_json == b.quick_replies_json

@@ -109,16 +109,16 @@ impl Hot {
         match self {
             Hot::LastSeq => "SELECT last_seq FROM chains WHERE conversation_id = ?1",
             Hot::InsertVisitorMessage => {
-                "INSERT INTO messages (conversation_id, client_id, role, text, created_at, reply_text,
+                "INSERT INTO messages (conversation_id, client_id, role, text, created_at,
                                        reply_answer_id, prev_seq)
-                 VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6, ?7)"
+                 VALUES (?1, ?2, 'visitor', ?3, ?4, ?5, ?6)"
             }
             Hot::UpdateChain => "UPDATE chains SET last_seq = ?2 WHERE conversation_id = ?1",
             Hot::InsertChain => "INSERT INTO chains (conversation_id, last_seq) VALUES (?1, ?2)",
             Hot::InsertContent => {
                 "INSERT INTO decision_contents (kind, source_type, source_id, source_json, quick_replies,
-                                                score, escalation_reason, explanation, smalltalk)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                                                score, escalation_reason, explanation, smalltalk, text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             }
             Hot::CountNewContent => "INSERT INTO decision_refs (id, refs) VALUES (?1, 1)",
             Hot::CountContent => "UPDATE decision_refs SET refs = refs + 1 WHERE id = ?1",
@@ -1246,11 +1246,12 @@ fn load_conversation(c: &Connection, id: &str) -> Result<Option<StoredConversati
 
 /// A conversation's messages in order, with the bot's decisions. A row
 /// holding a turn (a visitor's message and the bot's reply to it) gives two
-/// entries: the message, then the reply.
+/// entries: the message, then the reply, whose text is in the row if it was
+/// stored before migration 11 and in the decision's content after it.
 fn history(c: &Connection, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     let mut stmt = c.prepare_cached(
         chain!("SELECT m.role, m.text, m.created_at, m.client_id, m.answer_id, dk.kind, dk.source_json, dk.quick_replies, m.author,
-                m.reply_text, m.reply_answer_id, rk.kind, rk.source_json, rk.quick_replies
+                COALESCE(m.reply_text, rk.text), m.reply_answer_id, rk.kind, rk.source_json, rk.quick_replies
          FROM chain JOIN messages m ON m.seq = chain.seq
          LEFT JOIN decisions d ON d.answer_id = m.answer_id
          LEFT JOIN decision_contents dk ON dk.id = d.content_id
@@ -1326,11 +1327,9 @@ fn store_turn(
     let c = w.conn;
     let now = now_ms();
     if let Some((client_id, text)) = &t.visitor {
-        // The reply, if any, goes in the same row (migration 5).
-        let (reply_text, reply_answer_id) = match &t.reply {
-            Some(r) => (Some(&r.text), Some(&r.answer_id)),
-            None => (None, None),
-        };
+        // The reply, if any, goes in the same row (migration 5), its text
+        // with its decision's content (migration 11).
+        let reply_answer_id = t.reply.as_ref().map(|r| &r.answer_id);
         // `append_message`'s steps, the insert first among the writes. The
         // conversation must exist before its set of ids notes this one.
         let prev = last_seq_with(w.hot(Hot::LastSeq)?, c, &t.conversation_id)?;
@@ -1342,7 +1341,6 @@ fn store_turn(
             client_id,
             text,
             now,
-            reply_text,
             reply_answer_id,
             prev,
         ))?;
@@ -1396,6 +1394,7 @@ fn store_turn(
                     r.escalation.map(|e| e.as_str()),
                     &*r.explanation,
                     r.smalltalk,
+                    r.text,
                 ])?;
                 let id = c.last_insert_rowid();
                 if std::sync::Arc::strong_count(&r.explanation) > 1 {
@@ -1669,7 +1668,30 @@ mod tests {
         for (conv, id) in [("c1", "m1"), ("c2", "n1"), ("c1", "m2")] {
             store.store_turn(with(conv, id)).await.unwrap();
         }
-        // The same explanation with other quick replies is another content.
+        // The same explanation with other quick replies is another content,
+        // and so is one with another reply (the offline message instead of
+        // the decision's, say), read back as it was stored.
+        let mut elsewhere = with("c2", "n2");
+        elsewhere.reply.as_mut().unwrap().text = "We are closed; leave a message.".into();
+        store.store_turn(elsewhere).await.unwrap();
+        let texts: Vec<String> = store
+            .load_conversation("c2".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .history
+            .into_iter()
+            .map(|h| h.text)
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "hello",
+                "re: hello",
+                "hello",
+                "We are closed; leave a message."
+            ]
+        );
         let mut offered = with("c3", "o1");
         offered.reply.as_mut().unwrap().quick_replies_json =
             r#"[{"label":"Talk to a person","value":"human"}]"#.into();
@@ -1680,7 +1702,7 @@ mod tests {
         let dangling =
             "SELECT COUNT(*) FROM decisions d LEFT JOIN decision_contents k ON k.id = d.content_id
                         WHERE k.id IS NULL";
-        assert_eq!(scalar(&store, contents).await, 2);
+        assert_eq!(scalar(&store, contents).await, 3);
         assert_eq!(scalar(&store, shared_refs).await, 3);
         let quick = |conv: &'static str| {
             let store = store.clone();
@@ -1694,9 +1716,9 @@ mod tests {
         assert_eq!(quick("c3").await, (Some(Kind::Answer), 1));
 
         // Forgetting c1 keeps the content c2 still names; forgetting c2
-        // deletes it.
+        // deletes it, and the one only c2 named.
         assert!(store.forget("c1".into()).await.unwrap());
-        assert_eq!(scalar(&store, contents).await, 2);
+        assert_eq!(scalar(&store, contents).await, 3);
         assert_eq!(scalar(&store, shared_refs).await, 1);
         assert!(store.forget("c2".into()).await.unwrap());
         assert_eq!(scalar(&store, contents).await, 1);
@@ -1840,19 +1862,26 @@ mod tests {
     #[tokio::test]
     async fn turns_stored_before_and_after_one_row_turns_read_alike() {
         let (_dir, store, guard) = open_with(&["c1"]).await;
-        // As turns were stored before migration 5: the bot's reply in a row
-        // of its own.
+        // As turns were stored before migration 5 (the bot's reply in a row
+        // of its own), then before migration 11 (the reply's text in the
+        // visitor's row, its content without one).
         store
             .run(|c| {
                 c.execute_batch(
-                    "INSERT INTO messages (conversation_id, client_id, role, text, created_at)
-                         VALUES ('c1', 'old', 'visitor', 'before', 1);
-                     INSERT INTO decisions (answer_id, conversation_id, message_seq, content_id, created_at)
-                         VALUES ('a-old', 'c1', last_insert_rowid(), 1, 1);
+                    "INSERT INTO messages (seq, conversation_id, client_id, role, text, created_at)
+                         VALUES (1, 'c1', 'old', 'visitor', 'before', 1);
                      INSERT INTO decision_contents (id, kind, explanation) VALUES (1, 'fallback', '{}');
-                     INSERT INTO messages (conversation_id, role, text, created_at, answer_id, prev_seq)
-                         VALUES ('c1', 'bot', 're: before', 1, 'a-old', last_insert_rowid());
-                     INSERT INTO chains (conversation_id, last_seq) VALUES ('c1', last_insert_rowid());",
+                     INSERT INTO decisions (answer_id, conversation_id, message_seq, content_id, created_at)
+                         VALUES ('a-old', 'c1', 1, 1, 1);
+                     INSERT INTO messages (seq, conversation_id, role, text, created_at, answer_id, prev_seq)
+                         VALUES (2, 'c1', 'bot', 're: before', 1, 'a-old', 1);
+                     INSERT INTO decision_contents (id, kind, explanation) VALUES (2, 'answer', '{}');
+                     INSERT INTO decisions (answer_id, conversation_id, message_seq, content_id, created_at)
+                         VALUES ('a-mid', 'c1', 3, 2, 1);
+                     INSERT INTO messages (seq, conversation_id, client_id, role, text, created_at,
+                                           reply_text, reply_answer_id, prev_seq)
+                         VALUES (3, 'c1', 'mid', 'visitor', 'between', 1, 're: between', 'a-mid', 2);
+                     INSERT INTO chains (conversation_id, last_seq) VALUES ('c1', 3);",
                 )?;
                 Ok(())
             })
@@ -1877,9 +1906,22 @@ mod tests {
             [
                 ("visitor", "before", None, None),
                 ("bot", "re: before", Some("a-old"), Some(Kind::Fallback)),
+                ("visitor", "between", None, None),
+                ("bot", "re: between", Some("a-mid"), Some(Kind::Answer)),
                 ("visitor", "after", None, None),
                 ("bot", "re: after", Some("a-m1"), Some(Kind::Answer)),
             ]
+        );
+        // The new turn's reply text is its content's, not its row's.
+        assert_eq!(
+            scalar(
+                &store,
+                "SELECT COUNT(*) FROM messages m JOIN decisions d ON d.answer_id = m.reply_answer_id
+                 JOIN decision_contents k ON k.id = d.content_id
+                 WHERE m.reply_text IS NULL AND k.text = 're: after'"
+            )
+            .await,
+            1
         );
         // Closing counts both kinds of row: the new turn's answer deflects.
         assert_eq!(

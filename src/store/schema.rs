@@ -312,6 +312,14 @@ const MIGRATIONS: &[&str] = &[
         FROM decisions ORDER BY rowid;
     DROP TABLE decisions;
     ALTER TABLE decisions_v10 RENAME TO decisions;",
+    // 11: the bot's reply text kept with its decision's content. A
+    // remembered decision replies with the same text every time, and each
+    // turn stored it again in its message's row (`reply_text`): 173 of the
+    // row's 306 bytes under load (docs/benchmarks.md, fifteenth round). A
+    // reply stored from this version on has its text in the content and
+    // none in the message; rows stored before keep theirs, and a content
+    // stored before has none.
+    "ALTER TABLE decision_contents ADD COLUMN text TEXT;",
 ];
 
 /// The schema version this build writes.
