@@ -81,6 +81,15 @@ pub enum SourceKind {
     Article,
 }
 
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Intent => "intent",
+            SourceKind::Article => "article",
+        }
+    }
+}
+
 /// A quick reply offered with a reply: the label shown and the value sent back
 /// in a `choice` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

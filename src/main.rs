@@ -597,11 +597,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let d = engine::decide(&content, &Context::default(), &text, &config.engine);
             println!("{}: {}", d.kind.as_str(), d.text);
             if let Some(s) = &d.source {
-                let kind = match s.kind {
-                    engine::SourceKind::Intent => "intent",
-                    engine::SourceKind::Article => "article",
-                };
-                println!("source: {kind} {}", s.id);
+                println!("source: {} {}", s.kind.as_str(), s.id);
                 if let Some(url) = &s.url {
                     println!("url: {url}");
                 }

@@ -1383,10 +1383,7 @@ fn store_turn(
             None => {
                 w.hot(Hot::InsertContent)?.execute(rusqlite::params![
                     r.kind.as_str(),
-                    r.source.as_ref().map(|s| match s.kind {
-                        crate::engine::SourceKind::Intent => "intent",
-                        crate::engine::SourceKind::Article => "article",
-                    }),
+                    r.source.as_ref().map(|s| s.kind.as_str()),
                     r.source.as_ref().map(|s| s.id.as_str()),
                     r.source_json.as_deref(),
                     &*r.quick_replies_json,
