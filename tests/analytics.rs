@@ -417,6 +417,9 @@ async fn metrics_parse_as_prometheus_text() {
     assert_eq!(get("frontdesk_content_intents{}"), 3.0);
     // Every decision was timed.
     assert_eq!(get("frontdesk_decision_seconds{}"), 4.0);
+    // And every reply, from its question read to its reply written (the
+    // last one before the close frame was read).
+    assert_eq!(get("frontdesk_reply_seconds{}"), 4.0);
     // So was every group commit: at least the conversation, its four turns
     // and its closing, each measured once for its time and once for its size.
     let commits = get("frontdesk_store_commit_seconds{}");
@@ -427,6 +430,10 @@ async fn metrics_parse_as_prometheus_text() {
         .docs
         .get("frontdesk_decision_seconds")
         .is_some_and(|d| d.contains("decide")));
+    assert!(scrape
+        .docs
+        .get("frontdesk_reply_seconds")
+        .is_some_and(|d| d.contains("reply written")));
     server.stop().await;
 }
 

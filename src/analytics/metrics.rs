@@ -69,6 +69,10 @@ pub struct Metrics {
     escalations: [AtomicU64; 5],
     closed: [AtomicU64; 4],
     pub decision_seconds: Histogram,
+    /// From a visitor's frame read off the socket to the bot's reply written
+    /// to it: the decision, the wait for the store's group commit and its
+    /// sync, and the worker's own queue.
+    pub reply_seconds: Histogram,
     pub queue_wait_seconds: Histogram,
     queue_length: AtomicU64,
     queue_oldest_ms: AtomicU64,
@@ -88,6 +92,10 @@ impl Default for Metrics {
             decision_seconds: Histogram::new(&[
                 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
                 0.01, 0.025, 0.05, 0.1,
+            ]),
+            reply_seconds: Histogram::new(&[
+                0.000_5, 0.001, 0.002, 0.003, 0.005, 0.007_5, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1,
+                0.25, 0.5, 1.0, 2.5,
             ]),
             queue_wait_seconds: Histogram::new(&[
                 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0,
@@ -129,6 +137,11 @@ impl Metrics {
             self.escalations[i].fetch_add(1, Relaxed);
         }
         self.decision_seconds.observe(seconds);
+    }
+
+    /// A bot reply written `seconds` after the frame it answers was read.
+    pub fn reply_written(&self, seconds: f64) {
+        self.reply_seconds.observe(seconds);
     }
 
     /// A visitor message's decision was remembered from an earlier one
@@ -251,6 +264,13 @@ impl Metrics {
             "Time the engine took to decide on one message.",
         );
         self.decision_seconds.write(o, "frontdesk_decision_seconds");
+        header(
+            o,
+            "frontdesk_reply_seconds",
+            "histogram",
+            "Time from a visitor's frame read off the socket to the bot's reply written to it (decision, group commit and sync, sending).",
+        );
+        self.reply_seconds.write(o, "frontdesk_reply_seconds");
         header(
             o,
             "frontdesk_queue_wait_seconds",

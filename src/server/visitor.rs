@@ -157,6 +157,11 @@ struct Session {
     offline: Option<&'static str>,
     /// The client stopped reading; the session ends.
     too_slow: bool,
+    /// When the frame being handled was read off the socket.
+    read_at: std::time::Instant,
+    /// A bot reply is queued: when the frame it answers was read. The reply's
+    /// latency is observed once it is written.
+    replying: Option<std::time::Instant>,
 }
 
 impl Drop for Session {
@@ -187,6 +192,8 @@ async fn run(mut socket: WebSocket, app: App, conn: u64) {
         conversation: None,
         offline: None,
         too_slow: false,
+        read_at: std::time::Instant::now(),
+        replying: None,
     };
     session.app.metrics().connection(false, 1);
     tracing::debug!("connected");
@@ -213,6 +220,7 @@ async fn run(mut socket: WebSocket, app: App, conn: u64) {
                 }
                 next = socket.recv() => {
                     heard = tokio::time::Instant::now();
+                    session.read_at = heard.into_std();
                     match next {
                         None | Some(Ok(Message::Close(_))) => break,
                         Some(Err(e)) => {
@@ -325,6 +333,11 @@ impl Session {
             };
             if !written || closing {
                 return false;
+            }
+            if let Some(read_at) = self.replying.take() {
+                self.app
+                    .metrics()
+                    .reply_written(read_at.elapsed().as_secs_f64());
             }
             // The emptied buffer is kept for the next frames.
             if self.out.is_empty() {
@@ -795,6 +808,7 @@ impl Session {
                     self.send(ServerFrame::Ack { id });
                 }
                 tracing::debug!(kind = d.kind.as_str(), rule = %d.explanation.rule, "reply");
+                self.replying = Some(self.read_at);
                 if as_decided {
                     self.send_json(crate::protocol::reply_frame(&answer_id, &reply_members));
                 } else {

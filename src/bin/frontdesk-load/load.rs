@@ -149,6 +149,10 @@ pub struct Hooks {
 /// Counters shared by the visitors of one run.
 struct Stats {
     latency_us: Mutex<Histogram<u64>>,
+    /// Open loop: how late the generator itself sent each measured message
+    /// whose visitor was waiting for its slot (not behind schedule): the
+    /// part of every latency that is the generator's, not the target's.
+    send_late_us: Mutex<Histogram<u64>>,
     replies: AtomicU64,
     /// Replies received during the warm-up, not counted in `replies`.
     warmup_replies: AtomicU64,
@@ -170,6 +174,10 @@ impl Stats {
     fn new(count: Option<u64>) -> Stats {
         Stats {
             latency_us: Mutex::new(
+                Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
+                    .expect("constant histogram bounds are valid"),
+            ),
+            send_late_us: Mutex::new(
                 Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
                     .expect("constant histogram bounds are valid"),
             ),
@@ -225,6 +233,20 @@ impl Stats {
         }
     }
 
+    /// A message due at `due`, whose visitor was ready before then, went
+    /// out at `sent`.
+    fn record_send(&self, due: Instant, sent: Instant, measured_from: Instant) {
+        if due < measured_from {
+            return;
+        }
+        let us = u64::try_from(sent.saturating_duration_since(due).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if let Ok(mut h) = self.send_late_us.lock() {
+            h.saturating_record(us);
+        }
+    }
+
     fn record_failure(&self, failure: &Failure) {
         let counter = match failure {
             Failure::Connect(_) => &self.connect_failures,
@@ -247,6 +269,10 @@ pub struct Figures {
     pub p90_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Open loop: how late the generator sent the messages whose visitors
+    /// were ready for them, at the median, the 99th percentile and worst
+    /// (`None` in the closed loop).
+    pub send_late: Option<SendLate>,
     /// Error frames, disconnects, timeouts and failed connections.
     pub errors: u64,
     pub replies: u64,
@@ -275,6 +301,14 @@ pub struct Figures {
     pub warmup_secs: f64,
     /// The first failure seen, to say what went wrong.
     pub first_failure: Option<String>,
+}
+
+/// How late the generator itself was in sending, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SendLate {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 /// Connects `plan.visitors` visitors (each says hello), at most
@@ -376,6 +410,14 @@ fn figures(
         ),
         _ => (0.0, 0.0, 0.0, 0.0),
     };
+    let send_late = match stats.send_late_us.lock() {
+        Ok(h) if !h.is_empty() => Some(SendLate {
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }),
+        _ => None,
+    };
     let replies = load(&stats.replies);
     let (error_frames, disconnects, timeouts, connect_failures) = (
         load(&stats.error_frames),
@@ -393,6 +435,7 @@ fn figures(
         p90_ms: p90,
         p99_ms: p99,
         max_ms: max,
+        send_late,
         errors: error_frames + disconnects + timeouts + connect_failures,
         replies,
         warmup_replies: load(&stats.warmup_replies),
@@ -456,12 +499,16 @@ impl VisitorRun {
                     if at >= self.deadline || self.hooks.stop.is_set() {
                         return;
                     }
-                    if Instant::now() >= self.deadline {
+                    let now = Instant::now();
+                    if now >= self.deadline {
                         self.count_unsent(rate, at);
                         return;
                     }
+                    // Ready before its slot: how late the send is, is the
+                    // generator's own lateness.
+                    let waits = now < at;
                     self.hooks.stop.sleep_until(at).await;
-                    Some(at)
+                    Some((at, waits))
                 }
             };
             if self.over() {
@@ -505,7 +552,10 @@ impl VisitorRun {
                 }
             };
             let sent = Instant::now();
-            let from = intended.unwrap_or(sent);
+            if let Some((at, true)) = intended {
+                self.stats.record_send(at, sent, self.measured_from);
+            }
+            let from = intended.map_or(sent, |(at, _)| at);
             match visitor.ask(&id, &text, sent + self.plan.timeout).await {
                 Ok(Replied::Stored) => {
                     self.stats.resent_stored.fetch_add(1, Ordering::Relaxed);
@@ -635,6 +685,7 @@ mod tests {
         assert_eq!((f.replies, f.errors, f.connected), (40, 0, 4), "{f:?}");
         assert!(f.p50_ms > 0.0 && f.p50_ms <= f.p99_ms && f.p99_ms <= f.max_ms);
         assert!(f.elapsed_secs < 5.0, "the count ended the run: {f:?}");
+        assert_eq!(f.send_late, None, "nothing is scheduled in the closed loop");
         server.abort();
     }
 
@@ -648,6 +699,13 @@ mod tests {
         let f = run(&target, &plan).await;
         // Slots are 5 ms apart: 100 of them start before 500 ms.
         assert_eq!((f.replies, f.unsent, f.errors), (100, 0, 0), "{f:?}");
+        let late = f
+            .send_late
+            .expect("the generator's own lateness is measured");
+        assert!(
+            late.p50_ms <= late.p99_ms && late.p99_ms <= late.max_ms,
+            "{late:?}"
+        );
         server.abort();
     }
 
@@ -670,6 +728,21 @@ mod tests {
             "timed from the end of the warm-up: {f:?}"
         );
         server.abort();
+    }
+
+    #[test]
+    fn the_generators_lateness_is_recorded_for_measured_sends_only() {
+        let stats = Stats::new(None);
+        let measured_from = Instant::now();
+        let recorded = |s: &Stats| s.send_late_us.lock().unwrap().len();
+        let before = measured_from - Duration::from_millis(20);
+        stats.record_send(before, before + Duration::from_millis(3), measured_from);
+        assert_eq!(recorded(&stats), 0, "due during the warm-up");
+        let due = measured_from + Duration::from_millis(5);
+        stats.record_send(due, due + Duration::from_micros(700), measured_from);
+        let h = stats.send_late_us.lock().unwrap();
+        assert_eq!(h.len(), 1);
+        assert!(h.equivalent(h.max(), 700), "{}", h.max());
     }
 
     #[test]

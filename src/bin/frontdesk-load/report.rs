@@ -31,6 +31,11 @@ fn figures_json(f: &Figures) -> Value {
         "p90_ms": round(f.p90_ms, 3),
         "p99_ms": round(f.p99_ms, 3),
         "max_ms": round(f.max_ms, 3),
+        "send_late": f.send_late.map(|l| json!({
+            "p50_ms": round(l.p50_ms, 3),
+            "p99_ms": round(l.p99_ms, 3),
+            "max_ms": round(l.max_ms, 3),
+        })),
         "errors": f.errors,
         "replies": f.replies,
         "escalations": f.escalations,
@@ -119,6 +124,12 @@ fn detail(name: &str, f: &Figures) -> String {
         s.push_str(&format!(
             "  warm-up: {} replies in the {:.2} s before, not measured\n",
             f.warmup_replies, f.warmup_secs
+        ));
+    }
+    if let Some(l) = f.send_late {
+        s.push_str(&format!(
+            "  sent late by the generator (visitors ready for their slot): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
+            l.p50_ms, l.p99_ms, l.max_ms
         ));
     }
     s.push_str(&format!(
