@@ -50,6 +50,7 @@ fn figures_json(f: &Figures) -> Value {
         "resent": f.resent,
         "resent_stored": f.resent_stored,
         "connected": f.connected,
+        "connect_s": round(f.connect_secs, 3),
         "elapsed_s": round(f.elapsed_secs, 3),
         "warmup_s": round(f.warmup_secs, 3),
         "warmup_replies": f.warmup_replies,
