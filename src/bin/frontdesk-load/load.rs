@@ -7,7 +7,9 @@
 //! - open loop (`--rate`): sends are scheduled at a fixed total rate spread
 //!   evenly over the visitors, and latency is counted from the *scheduled*
 //!   time, so a stalled server cannot hide its queue by slowing the generator
-//!   down (coordinated omission). Sends still due when the clock runs out are
+//!   down (coordinated omission). The pacer (`pacer.rs`) wakes each visitor
+//!   at its slot to the microsecond, and how late the generator still sent is
+//!   reported beside the latency. Sends still due when the clock runs out are
 //!   reported as `unsent`.
 //!
 //! A conversation that escalates is dropped and a new one started, so load
@@ -38,6 +40,7 @@ use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
 use crate::acklog::AckLog;
+use crate::pacer::Pacer;
 use crate::visitor::{Conversation, Failure, Replied, Target, Visitor};
 use crate::wire;
 
@@ -133,6 +136,15 @@ impl Stop {
     async fn sleep_until(&self, at: Instant) {
         tokio::select! {
             _ = sleep_until(at) => {}
+            _ = self.wait() => {}
+        }
+    }
+
+    /// Sleeps until `at` by the pacer's timer (to the microsecond rather than
+    /// the millisecond), or less if the stop comes first.
+    async fn pace_until(&self, pacer: &Pacer, at: Instant) {
+        tokio::select! {
+            _ = pacer.sleep_until(at.into_std()) => {}
             _ = self.wait() => {}
         }
     }
@@ -358,6 +370,16 @@ pub async fn run_with(target: &Target, plan: &Plan, hooks: Hooks) -> Figures {
     let deadline = measured_from + plan.duration;
     let target = Arc::new(target.clone());
     let plan = Arc::new(plan.clone());
+    let pacer = match plan.pacing {
+        Pacing::Open { .. } => match Pacer::start() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("frontdesk-load: no pacer ({e}); sends are timed to the millisecond");
+                None
+            }
+        },
+        Pacing::Closed { .. } => None,
+    };
     let tasks: Vec<_> = visitors
         .into_iter()
         .enumerate()
@@ -368,6 +390,7 @@ pub async fn run_with(target: &Target, plan: &Plan, hooks: Hooks) -> Figures {
                 plan: plan.clone(),
                 stats: stats.clone(),
                 hooks: hooks.clone(),
+                pacer: pacer.clone(),
                 start,
                 measured_from,
                 deadline,
@@ -463,6 +486,8 @@ struct VisitorRun {
     plan: Arc<Plan>,
     stats: Arc<Stats>,
     hooks: Hooks,
+    /// Open loop: wakes the visitor for its slots.
+    pacer: Option<Pacer>,
     start: Instant,
     /// The end of the warm-up.
     measured_from: Instant,
@@ -507,7 +532,10 @@ impl VisitorRun {
                     // Ready before its slot: how late the send is, is the
                     // generator's own lateness.
                     let waits = now < at;
-                    self.hooks.stop.sleep_until(at).await;
+                    match &self.pacer {
+                        Some(pacer) => self.hooks.stop.pace_until(pacer, at).await,
+                        None => self.hooks.stop.sleep_until(at).await,
+                    }
                     Some((at, waits))
                 }
             };
@@ -808,6 +836,7 @@ mod tests {
             plan: Arc::new(plan(4, Pacing::Open { rate: 100.0 })),
             stats: Arc::new(Stats::new(None)),
             hooks: Hooks::default(),
+            pacer: None,
             start: Instant::now(),
             measured_from: Instant::now(),
             deadline: Instant::now(),
@@ -830,6 +859,7 @@ mod tests {
             }),
             stats: Arc::new(Stats::new(None)),
             hooks: Hooks::default(),
+            pacer: None,
             start: Instant::now(),
             measured_from: Instant::now(),
             deadline: Instant::now(),

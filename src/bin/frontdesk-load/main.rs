@@ -26,6 +26,7 @@ mod acklog;
 mod echo;
 mod idle;
 mod load;
+mod pacer;
 mod report;
 mod sys;
 mod visitor;
