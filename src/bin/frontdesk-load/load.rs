@@ -165,6 +165,9 @@ struct Stats {
     /// whose visitor was waiting for its slot (not behind schedule): the
     /// part of every latency that is the generator's, not the target's.
     send_late_us: Mutex<Histogram<u64>>,
+    /// Latencies up to the reply's arrival at the socket (see
+    /// [`Figures::at_socket`]).
+    at_socket_us: Mutex<Histogram<u64>>,
     replies: AtomicU64,
     /// Replies received during the warm-up, not counted in `replies`.
     warmup_replies: AtomicU64,
@@ -190,6 +193,10 @@ impl Stats {
                     .expect("constant histogram bounds are valid"),
             ),
             send_late_us: Mutex::new(
+                Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
+                    .expect("constant histogram bounds are valid"),
+            ),
+            at_socket_us: Mutex::new(
                 Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
                     .expect("constant histogram bounds are valid"),
             ),
@@ -228,7 +235,15 @@ impl Stats {
     /// A reply received at `now` to a message sent (or due) at `from`:
     /// counted towards throughput if received after `measured_from`, its
     /// latency recorded if sent after it.
-    fn record_reply(&self, from: Instant, now: Instant, measured_from: Instant) {
+    /// `arrived`: when the reply reached the socket, if known (clamped to
+    /// between `from` and `now`).
+    fn record_reply(
+        &self,
+        from: Instant,
+        now: Instant,
+        arrived: Option<Instant>,
+        measured_from: Instant,
+    ) {
         if now < measured_from {
             self.warmup_replies.fetch_add(1, Ordering::Relaxed);
             return;
@@ -237,11 +252,15 @@ impl Stats {
         if from < measured_from {
             return;
         }
-        let us = u64::try_from((now - from).as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
         if let Ok(mut h) = self.latency_us.lock() {
-            h.saturating_record(us);
+            h.saturating_record(micros(now - from));
+        }
+        if let Some(arrived) = arrived {
+            let arrived = arrived.clamp(from, now);
+            if let Ok(mut h) = self.at_socket_us.lock() {
+                h.saturating_record(micros(arrived - from));
+            }
         }
     }
 
@@ -284,7 +303,11 @@ pub struct Figures {
     /// Open loop: how late the generator sent the messages whose visitors
     /// were ready for them, at the median, the 99th percentile and worst
     /// (`None` in the closed loop).
-    pub send_late: Option<SendLate>,
+    pub send_late: Option<Spread>,
+    /// Reply latency counted to the reply's arrival at the generator's socket
+    /// (the kernel's receive stamp) instead of to its reading: what the
+    /// generator's own reading adds is left out. `None` without stamps.
+    pub at_socket: Option<Spread>,
     /// Error frames, disconnects, timeouts and failed connections.
     pub errors: u64,
     pub replies: u64,
@@ -315,9 +338,9 @@ pub struct Figures {
     pub first_failure: Option<String>,
 }
 
-/// How late the generator itself was in sending, in milliseconds.
+/// The median, 99th percentile and worst of a set of times, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SendLate {
+pub struct Spread {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -433,14 +456,16 @@ fn figures(
         ),
         _ => (0.0, 0.0, 0.0, 0.0),
     };
-    let send_late = match stats.send_late_us.lock() {
-        Ok(h) if !h.is_empty() => Some(SendLate {
+    let spread = |h: &Mutex<Histogram<u64>>| match h.lock() {
+        Ok(h) if !h.is_empty() => Some(Spread {
             p50_ms: ms(h.value_at_quantile(0.50)),
             p99_ms: ms(h.value_at_quantile(0.99)),
             max_ms: ms(h.max()),
         }),
         _ => None,
     };
+    let send_late = spread(&stats.send_late_us);
+    let at_socket = spread(&stats.at_socket_us);
     let replies = load(&stats.replies);
     let (error_frames, disconnects, timeouts, connect_failures) = (
         load(&stats.error_frames),
@@ -459,6 +484,7 @@ fn figures(
         p99_ms: p99,
         max_ms: max,
         send_late,
+        at_socket,
         errors: error_frames + disconnects + timeouts + connect_failures,
         replies,
         warmup_replies: load(&stats.warmup_replies),
@@ -589,8 +615,15 @@ impl VisitorRun {
                     self.stats.resent_stored.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(replied) => {
+                    let now = Instant::now();
+                    let arrived = visitor.received().map(|stamp| {
+                        let ago = std::time::SystemTime::now()
+                            .duration_since(stamp)
+                            .unwrap_or_default();
+                        now.checked_sub(ago).unwrap_or(now)
+                    });
                     self.stats
-                        .record_reply(from, Instant::now(), self.measured_from);
+                        .record_reply(from, now, arrived, self.measured_from);
                     if replied == Replied::Escalated {
                         self.stats.escalations.fetch_add(1, Ordering::Relaxed);
                         conn = None;
@@ -759,6 +792,33 @@ mod tests {
     }
 
     #[test]
+    fn a_replys_arrival_at_the_socket_is_recorded_within_its_round_trip() {
+        let stats = Stats::new(None);
+        let measured_from = Instant::now();
+        let from = measured_from + Duration::from_millis(1);
+        let read = from + Duration::from_millis(9);
+        stats.record_reply(
+            from,
+            read,
+            Some(from + Duration::from_millis(4)),
+            measured_from,
+        );
+        // A stamp from another clock's drift is kept within the round trip.
+        stats.record_reply(
+            from,
+            read,
+            Some(read + Duration::from_millis(2)),
+            measured_from,
+        );
+        stats.record_reply(from, read, None, measured_from);
+        let h = stats.at_socket_us.lock().unwrap();
+        assert_eq!(h.len(), 2, "only replies with a stamp");
+        assert!(h.equivalent(h.min(), 4_000), "{}", h.min());
+        assert!(h.equivalent(h.max(), 9_000), "{}", h.max());
+        assert_eq!(stats.latency_us.lock().unwrap().len(), 3);
+    }
+
+    #[test]
     fn the_generators_lateness_is_recorded_for_measured_sends_only() {
         let stats = Stats::new(None);
         let measured_from = Instant::now();
@@ -781,20 +841,25 @@ mod tests {
         let after = measured_from + Duration::from_millis(5);
         let recorded = |s: &Stats| s.latency_us.lock().unwrap().len();
         // Sent and answered during the warm-up: neither counted nor timed.
-        stats.record_reply(before, before + Duration::from_millis(1), measured_from);
+        stats.record_reply(
+            before,
+            before + Duration::from_millis(1),
+            None,
+            measured_from,
+        );
         assert_eq!(stats.warmup_replies.load(Ordering::Relaxed), 1);
         assert_eq!(
             (stats.replies.load(Ordering::Relaxed), recorded(&stats)),
             (0, 0)
         );
         // Sent during it, answered after: counted (throughput), not timed.
-        stats.record_reply(before, after, measured_from);
+        stats.record_reply(before, after, None, measured_from);
         assert_eq!(
             (stats.replies.load(Ordering::Relaxed), recorded(&stats)),
             (1, 0)
         );
         // Sent after it: counted and timed.
-        stats.record_reply(after, after + Duration::from_millis(3), measured_from);
+        stats.record_reply(after, after + Duration::from_millis(3), None, measured_from);
         assert_eq!(
             (stats.replies.load(Ordering::Relaxed), recorded(&stats)),
             (2, 1)

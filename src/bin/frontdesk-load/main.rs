@@ -28,6 +28,7 @@ mod idle;
 mod load;
 mod pacer;
 mod report;
+mod stamp;
 mod sys;
 mod visitor;
 mod wire;

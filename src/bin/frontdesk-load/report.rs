@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::idle::IdleFigures;
-use crate::load::Figures;
+use crate::load::{Figures, Spread};
 
 /// A load run's results.
 pub struct Report<'a> {
@@ -24,6 +24,14 @@ fn round(x: f64, places: i32) -> f64 {
     (x * scale).round() / scale
 }
 
+fn spread_json(s: Spread) -> Value {
+    json!({
+        "p50_ms": round(s.p50_ms, 3),
+        "p99_ms": round(s.p99_ms, 3),
+        "max_ms": round(s.max_ms, 3),
+    })
+}
+
 fn figures_json(f: &Figures) -> Value {
     json!({
         "msgs_per_s": round(f.msgs_per_s, 1),
@@ -31,11 +39,8 @@ fn figures_json(f: &Figures) -> Value {
         "p90_ms": round(f.p90_ms, 3),
         "p99_ms": round(f.p99_ms, 3),
         "max_ms": round(f.max_ms, 3),
-        "send_late": f.send_late.map(|l| json!({
-            "p50_ms": round(l.p50_ms, 3),
-            "p99_ms": round(l.p99_ms, 3),
-            "max_ms": round(l.max_ms, 3),
-        })),
+        "send_late": f.send_late.map(spread_json),
+        "at_socket": f.at_socket.map(spread_json),
         "errors": f.errors,
         "replies": f.replies,
         "escalations": f.escalations,
@@ -125,6 +130,12 @@ fn detail(name: &str, f: &Figures) -> String {
         s.push_str(&format!(
             "  warm-up: {} replies in the {:.2} s before, not measured\n",
             f.warmup_replies, f.warmup_secs
+        ));
+    }
+    if let Some(a) = f.at_socket {
+        s.push_str(&format!(
+            "  latency to the reply's arrival at the socket (before the generator read it): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
+            a.p50_ms, a.p99_ms, a.max_ms
         ));
     }
     if let Some(l) = f.send_late {

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::time::{timeout_at, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::acklog::AckLog;
+use crate::stamp::StampedStream;
 use crate::sys;
 use crate::wire::{ClientFrame, ServerFrame};
 
@@ -75,7 +76,7 @@ pub struct Conversation {
 
 /// A connected visitor with a conversation started.
 pub struct Visitor {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<StampedStream>,
     conversation: Conversation,
     /// The conversation's state in the `welcome`.
     state: String,
@@ -153,6 +154,12 @@ impl Visitor {
     /// its reply never came).
     pub fn acked(&self) -> bool {
         self.acked
+    }
+
+    /// When the kernel received the segment that brought the last frame
+    /// read (after [`Visitor::ask`]: its reply), if it stamps segments.
+    pub fn received(&self) -> Option<std::time::SystemTime> {
+        self.ws.get_ref().received()
     }
 
     /// Sends a message and waits for its reply, skipping the `ack` and any
@@ -273,7 +280,7 @@ impl Visitor {
 async fn connect(
     target: &Target,
     source: Option<IpAddr>,
-) -> Result<WebSocketStream<TcpStream>, Failure> {
+) -> Result<WebSocketStream<StampedStream>, Failure> {
     let failed = |e: std::io::Error| Failure::Connect(e.to_string());
     let socket = match target.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -286,9 +293,12 @@ async fn connect(
     }
     let stream = socket.connect(target.addr).await.map_err(failed)?;
     stream.set_nodelay(true).map_err(failed)?;
-    let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(ws_config()))
-            .await
-            .map_err(|e| Failure::Connect(e.to_string()))?;
+    let (ws, _response) = tokio_tungstenite::client_async_with_config(
+        target.url.as_str(),
+        StampedStream::new(stream),
+        Some(ws_config()),
+    )
+    .await
+    .map_err(|e| Failure::Connect(e.to_string()))?;
     Ok(ws)
 }
