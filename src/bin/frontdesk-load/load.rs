@@ -158,6 +158,19 @@ pub struct Hooks {
     pub stop: Arc<Stop>,
 }
 
+/// An empty histogram of times in microseconds, up to an hour.
+fn times_us() -> Mutex<Histogram<u64>> {
+    Mutex::new(
+        Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
+            .expect("constant histogram bounds are valid"),
+    )
+}
+
+/// A duration in whole microseconds, at least 1 (the histograms' lowest).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
 /// Counters shared by the visitors of one run.
 struct Stats {
     latency_us: Mutex<Histogram<u64>>,
@@ -188,18 +201,9 @@ struct Stats {
 impl Stats {
     fn new(count: Option<u64>) -> Stats {
         Stats {
-            latency_us: Mutex::new(
-                Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
-                    .expect("constant histogram bounds are valid"),
-            ),
-            send_late_us: Mutex::new(
-                Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
-                    .expect("constant histogram bounds are valid"),
-            ),
-            at_socket_us: Mutex::new(
-                Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
-                    .expect("constant histogram bounds are valid"),
-            ),
+            latency_us: times_us(),
+            send_late_us: times_us(),
+            at_socket_us: times_us(),
             replies: AtomicU64::new(0),
             warmup_replies: AtomicU64::new(0),
             escalations: AtomicU64::new(0),
@@ -252,7 +256,6 @@ impl Stats {
         if from < measured_from {
             return;
         }
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
         if let Ok(mut h) = self.latency_us.lock() {
             h.saturating_record(micros(now - from));
         }
@@ -270,11 +273,8 @@ impl Stats {
         if due < measured_from {
             return;
         }
-        let us = u64::try_from(sent.saturating_duration_since(due).as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
         if let Ok(mut h) = self.send_late_us.lock() {
-            h.saturating_record(us);
+            h.saturating_record(micros(sent.saturating_duration_since(due)));
         }
     }
 
