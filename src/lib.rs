@@ -16,7 +16,6 @@ pub mod hours;
 pub mod intents;
 pub mod kb;
 pub mod protocol;
-pub mod rxstamp;
 pub mod server;
 pub mod store;
 pub mod text;

@@ -35,10 +35,9 @@ pub(super) async fn upgrade(
     State(app): State<App>,
 ) -> Response {
     let ws = configure(ws, &app.config().limits);
-    let arrivals = peer.clone();
     app.accept(ws, &headers, peer, |socket, app| {
         let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        run(socket, app, id, arrivals).instrument(tracing::info_span!("visitor", conn = id))
+        run(socket, app, id).instrument(tracing::info_span!("visitor", conn = id))
     })
 }
 
@@ -158,10 +157,9 @@ struct Session {
     offline: Option<&'static str>,
     /// The client stopped reading; the session ends.
     too_slow: bool,
-    /// When the frame being handled reached the socket (the kernel's
-    /// receive stamp; when it was read, without one).
+    /// When the frame being handled was read off the socket.
     read_at: std::time::Instant,
-    /// A bot reply is queued: when the frame it answers arrived. The reply's
+    /// A bot reply is queued: when the frame it answers was read. The reply's
     /// latency is observed once it is written.
     replying: Option<std::time::Instant>,
 }
@@ -178,9 +176,7 @@ impl Drop for Session {
 /// from the agents' side), handles it, and writes what that queued before
 /// reading on. The frames a handled message produces (its ack and reply) go
 /// out in one write.
-/// `arrivals` tells when each frame reached the socket, which is when its
-/// reply's latency starts.
-async fn run(mut socket: WebSocket, app: App, conn: u64, arrivals: super::guard::Peer) {
+async fn run(mut socket: WebSocket, app: App, conn: u64) {
     let idle = Duration::from_secs(app.config().limits.idle_timeout_secs);
     let mut limit = RateLimit::new(
         app.config().limits.frames_per_second,
@@ -224,7 +220,7 @@ async fn run(mut socket: WebSocket, app: App, conn: u64, arrivals: super::guard:
                 }
                 next = socket.recv() => {
                     heard = tokio::time::Instant::now();
-                    session.read_at = arrivals.received(heard.into_std());
+                    session.read_at = heard.into_std();
                     match next {
                         None | Some(Ok(Message::Close(_))) => break,
                         Some(Err(e)) => {

@@ -43,7 +43,6 @@ use crate::acklog::AckLog;
 use crate::pacer::Pacer;
 use crate::visitor::{Conversation, Failure, Replied, Target, Visitor};
 use crate::wire;
-use frontdesk::rxstamp;
 
 /// How sends are paced.
 #[derive(Debug, Clone, Copy)]
@@ -617,9 +616,12 @@ impl VisitorRun {
                 }
                 Ok(replied) => {
                     let now = Instant::now();
-                    let arrived = visitor
-                        .received()
-                        .map(|stamp| Instant::from_std(rxstamp::instant_of(stamp, now.into_std())));
+                    let arrived = visitor.received().map(|stamp| {
+                        let ago = std::time::SystemTime::now()
+                            .duration_since(stamp)
+                            .unwrap_or_default();
+                        now.checked_sub(ago).unwrap_or(now)
+                    });
                     self.stats
                         .record_reply(from, now, arrived, self.measured_from);
                     if replied == Replied::Escalated {

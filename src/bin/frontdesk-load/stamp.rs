@@ -5,7 +5,7 @@
 //! reads them one after another: the last of a few hundred is read well
 //! after the kernel received it. The kernel stamps every segment it receives
 //! (`SO_TIMESTAMPNS`), and `recvmsg` hands the stamp of the last segment a
-//! read took (`frontdesk::rxstamp`). [`StampedStream`] reads that way and keeps the stamp, so a
+//! read took. [`StampedStream`] reads that way and keeps the stamp, so a
 //! reply's latency can also be counted up to its arrival at the socket, the
 //! part the generator's own reading adds left out.
 
@@ -14,7 +14,6 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::SystemTime;
 
-use frontdesk::rxstamp;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -31,7 +30,7 @@ impl StampedStream {
     /// Asks the kernel to stamp the stream's incoming segments; where it
     /// cannot, the stream reads as usual and has no stamps.
     pub fn new(inner: TcpStream) -> StampedStream {
-        rxstamp::enable(&inner);
+        enable_stamps(&inner);
         StampedStream {
             inner,
             received: None,
@@ -51,11 +50,24 @@ impl AsyncRead for StampedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let stamp = ready!(rxstamp::poll_read(&this.inner, cx, buf))?;
-        if stamp.is_some() {
-            this.received = stamp;
+        loop {
+            ready!(this.inner.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match this.inner.try_io(tokio::io::Interest::READABLE, || {
+                read_stamped(&this.inner, unfilled)
+            }) {
+                Ok((n, stamp)) => {
+                    buf.advance(n);
+                    if stamp.is_some() {
+                        this.received = stamp;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                // The readiness was stale; try_io has cleared it.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -75,6 +87,81 @@ impl AsyncWrite for StampedStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
+}
+
+/// `SO_TIMESTAMPNS` (`SO_TIMESTAMPNS_OLD`, which on 64-bit Linux carries a
+/// 64-bit `timespec`); the stamp comes back as a control message of the
+/// same type.
+#[cfg(target_os = "linux")]
+const SO_TIMESTAMPNS: libc::c_int = 35;
+
+#[cfg(target_os = "linux")]
+fn enable_stamps(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is a live socket owned by `stream`, and the
+    // option value is a c_int of the size passed.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn enable_stamps(_: &TcpStream) {}
+
+/// One `recvmsg` into `buf`: the bytes read, and the stamp of the last
+/// segment they came from, if the kernel gave one.
+#[cfg(target_os = "linux")]
+fn read_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
+    use std::os::fd::AsRawFd;
+    // Room for one control message holding a timespec, aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all zeroes is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `msg` points at `iov` (over `buf`) and `control`, all of which
+    // outlive the call and are writable for the lengths given.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the kernel filled `msg`'s control buffer; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR stay within msg_controllen, and a SO_TIMESTAMPNS message's
+    // data is a timespec, read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == SO_TIMESTAMPNS {
+                let ts: libc::timespec =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                stamp = Some(
+                    SystemTime::UNIX_EPOCH
+                        + std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
+                );
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
+    stream.try_read(buf).map(|n| (n, None))
 }
 
 #[cfg(test)]
