@@ -172,6 +172,9 @@ async fn run(shared: Arc<Shared>) {
         if ready.try_io(|fd| read_expiries(fd.get_ref())).is_err() {
             continue;
         }
+        // A read takes every expiry so far: the timer is drained, and waiting
+        // for the next one need not try another read first.
+        ready.clear_ready();
         shared.fire(&mut woken);
     }
 }

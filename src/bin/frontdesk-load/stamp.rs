@@ -14,27 +14,41 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::SystemTime;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::io::Write;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A TCP stream that remembers when the kernel received the last segment
-/// it read.
+/// it read. It is registered with the runtime as a plain descriptor, so that
+/// a read that fills less than the buffer can mark the socket drained, as
+/// tokio's own `TcpStream` does; otherwise every message would cost a second
+/// `recvmsg` that finds nothing.
 pub struct StampedStream {
-    inner: TcpStream,
+    inner: AsyncFd<std::net::TcpStream>,
     /// Wall-clock time the kernel stamped on the last segment read, if the
     /// kernel stamps segments.
     received: Option<SystemTime>,
 }
 
 impl StampedStream {
-    /// Asks the kernel to stamp the stream's incoming segments; where it
-    /// cannot, the stream reads as usual and has no stamps.
-    pub fn new(inner: TcpStream) -> StampedStream {
-        enable_stamps(&inner);
-        StampedStream {
+    /// Asks the kernel to stamp the stream's incoming segments (where it
+    /// cannot, the stream reads as usual and has no stamps), and registers
+    /// the stream with the runtime.
+    pub fn new(stream: TcpStream) -> io::Result<StampedStream> {
+        enable_stamps(&stream);
+        let std = stream.into_std()?;
+        // SAFETY: the std stream owns its descriptor and moves into the
+        // AsyncFd, so the descriptor stays open and the same until it drops.
+        let inner = unsafe {
+            AsyncFd::register_with_interest(std, Interest::READABLE | Interest::WRITABLE)
+        }
+        .map_err(io::Error::from)?;
+        Ok(StampedStream {
             inner,
             received: None,
-        }
+        })
     }
 
     /// When the kernel received the last segment read.
@@ -51,21 +65,24 @@ impl AsyncRead for StampedStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            ready!(this.inner.poll_read_ready(cx))?;
+            let mut ready = ready!(this.inner.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match this.inner.try_io(tokio::io::Interest::READABLE, || {
-                read_stamped(&this.inner, unfilled)
-            }) {
-                Ok((n, stamp)) => {
+            let wanted = unfilled.len();
+            match ready.try_io(|fd| read_stamped(fd.get_ref(), unfilled)) {
+                Ok(Ok((n, stamp))) => {
+                    // Less than asked for: the socket is drained.
+                    if n > 0 && n < wanted {
+                        ready.clear_ready();
+                    }
                     buf.advance(n);
                     if stamp.is_some() {
                         this.received = stamp;
                     }
                     return Poll::Ready(Ok(()));
                 }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
                 // The readiness was stale; try_io has cleared it.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(_would_block) => {}
             }
         }
     }
@@ -77,15 +94,22 @@ impl AsyncWrite for StampedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        loop {
+            let mut ready = ready!(this.inner.poll_write_ready(cx))?;
+            match ready.try_io(|fd| fd.get_ref().write(buf)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => {}
+            }
+        }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.inner.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -118,7 +142,10 @@ fn enable_stamps(_: &TcpStream) {}
 /// One `recvmsg` into `buf`: the bytes read, and the stamp of the last
 /// segment they came from, if the kernel gave one.
 #[cfg(target_os = "linux")]
-fn read_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
+fn read_stamped(
+    stream: &std::net::TcpStream,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<SystemTime>)> {
     use std::os::fd::AsRawFd;
     // Room for one control message holding a timespec, aligned for cmsghdr.
     let mut control = [0u64; 8];
@@ -160,8 +187,13 @@ fn read_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option
 }
 
 #[cfg(not(target_os = "linux"))]
-fn read_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
-    stream.try_read(buf).map(|n| (n, None))
+fn read_stamped(
+    stream: &std::net::TcpStream,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<SystemTime>)> {
+    use std::io::Read;
+    let mut stream = stream;
+    stream.read(buf).map(|n| (n, None))
 }
 
 #[cfg(test)]
@@ -176,7 +208,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
-        let mut stamped = StampedStream::new(client);
+        let mut stamped = StampedStream::new(client).unwrap();
         assert_eq!(stamped.received(), None);
 
         let before = SystemTime::now();

@@ -293,12 +293,10 @@ async fn connect(
     }
     let stream = socket.connect(target.addr).await.map_err(failed)?;
     stream.set_nodelay(true).map_err(failed)?;
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(
-        target.url.as_str(),
-        StampedStream::new(stream),
-        Some(ws_config()),
-    )
-    .await
-    .map_err(|e| Failure::Connect(e.to_string()))?;
+    let stream = StampedStream::new(stream).map_err(failed)?;
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(ws_config()))
+            .await
+            .map_err(|e| Failure::Connect(e.to_string()))?;
     Ok(ws)
 }
