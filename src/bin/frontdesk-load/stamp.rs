@@ -121,19 +121,7 @@ const SO_TIMESTAMPNS: libc::c_int = 35;
 
 #[cfg(target_os = "linux")]
 fn enable_stamps(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: the descriptor is a live socket owned by `stream`, and the
-    // option value is a c_int of the size passed.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    crate::sys::turn_on(stream, libc::SOL_SOCKET, SO_TIMESTAMPNS);
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -1,6 +1,7 @@
 //! The few operating-system calls the tool needs for many connections:
-//! the open-files limit, binding many sockets to one source address, pinning
-//! the in-process echo server to CPUs, and reading a process's resident memory.
+//! the open-files limit, binding many sockets to one source address, turning
+//! a socket's options on, pinning the in-process echo server to CPUs, and
+//! reading a process's resident memory.
 //! Linux only; elsewhere each one says so and the tool carries on without it.
 
 use std::io;
@@ -45,14 +46,21 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
 /// Best effort: without it, binding still works, with fewer ports.
 #[cfg(target_os = "linux")]
 pub fn bind_address_no_port(socket: &impl std::os::fd::AsRawFd) {
+    turn_on(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT);
+}
+
+/// Sets a socket's integer option to 1. Best effort: the options turned on
+/// this way only make a measurement better or a run larger.
+#[cfg(target_os = "linux")]
+pub fn turn_on(socket: &impl std::os::fd::AsRawFd, level: libc::c_int, option: libc::c_int) {
     let on: libc::c_int = 1;
     // SAFETY: the descriptor is a live socket owned by the caller, and the
     // option value is a c_int of the size passed.
     unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
+            level,
+            option,
             (&on as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
