@@ -16,6 +16,7 @@ pub mod hours;
 pub mod intents;
 pub mod kb;
 pub mod protocol;
+pub mod rxstamp;
 pub mod server;
 pub mod store;
 pub mod text;

@@ -437,6 +437,80 @@ async fn metrics_parse_as_prometheus_text() {
     server.stop().await;
 }
 
+/// A reply's latency (`frontdesk_reply_seconds`) runs from its frame's
+/// arrival at the server's socket, so a frame that waits there behind an
+/// earlier one counts the wait. Counted from its reading instead, the second
+/// reply below would take a few milliseconds.
+#[tokio::test]
+async fn a_replys_latency_counts_its_frames_wait_to_be_read() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    const HELD: std::time::Duration = std::time::Duration::from_millis(400);
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    assert_eq!(
+        v.ask("w0", "how long does delivery take").await["kind"],
+        "answer"
+    );
+    let before = reply_buckets(&server).await;
+    // Another connection holds the database's write lock, so the store's
+    // next commit waits until it lets go.
+    let db = rusqlite::Connection::open(dir.path().join("frontdesk.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Two messages in one write: the second arrives with the first, and its
+    // session reads it only once the first's reply is out.
+    for id in ["w1", "w2"] {
+        let frame = json!({"type": "message", "id": id, "text": "how long does delivery take"});
+        v.ws.feed(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    }
+    v.ws.flush().await.unwrap();
+    tokio::time::sleep(HELD).await;
+    db.execute_batch("COMMIT").unwrap();
+    for id in ["w1", "w2"] {
+        assert_eq!(v.expect("ack").await["id"], id);
+        assert_eq!(v.expect("reply").await["kind"], "answer");
+    }
+
+    let after = reply_buckets(&server).await;
+    let count = |buckets: &[prometheus_parse::HistogramCount], le: f64| {
+        buckets
+            .iter()
+            .find(|b| b.less_than == le)
+            .unwrap_or_else(|| panic!("no bucket {le}: {buckets:?}"))
+            .count
+    };
+    assert_eq!(
+        count(&after, f64::INFINITY),
+        count(&before, f64::INFINITY) + 2.0,
+        "{after:?}"
+    );
+    // Both waited for the lock: neither is counted as quicker than it held.
+    assert_eq!(count(&after, 0.25), count(&before, 0.25), "{after:?}");
+    server.stop().await;
+}
+
+/// The buckets of `frontdesk_reply_seconds`, from `/metrics`.
+async fn reply_buckets(server: &TestServer) -> Vec<prometheus_parse::HistogramCount> {
+    let r = http_get(server.addr, "/metrics", &[]).await;
+    let lines = r.body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+    scrape
+        .samples
+        .into_iter()
+        .find_map(|s| match s.value {
+            prometheus_parse::Value::Histogram(h) if s.metric == "frontdesk_reply_seconds" => {
+                Some(h)
+            }
+            _ => None,
+        })
+        .expect("frontdesk_reply_seconds")
+}
+
 #[tokio::test]
 async fn an_idle_conversation_closes_and_reopens_when_the_visitor_returns() {
     let dir = tempfile::tempdir().unwrap();

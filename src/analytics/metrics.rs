@@ -69,9 +69,10 @@ pub struct Metrics {
     escalations: [AtomicU64; 5],
     closed: [AtomicU64; 4],
     pub decision_seconds: Histogram,
-    /// From a visitor's frame read off the socket to the bot's reply written
-    /// to it: the decision, the wait for the store's group commit and its
-    /// sync, and the worker's own queue.
+    /// From a visitor's frame reaching the server's socket (the kernel's
+    /// receive stamp, or its reading where there is none) to the bot's reply
+    /// written to it: the wait to be read, the decision, the wait for the
+    /// store's group commit and its sync, and the sending.
     pub reply_seconds: Histogram,
     pub queue_wait_seconds: Histogram,
     queue_length: AtomicU64,
@@ -139,7 +140,7 @@ impl Metrics {
         self.decision_seconds.observe(seconds);
     }
 
-    /// A bot reply written `seconds` after the frame it answers was read.
+    /// A bot reply written `seconds` after the frame it answers arrived.
     pub fn reply_written(&self, seconds: f64) {
         self.reply_seconds.observe(seconds);
     }
@@ -268,7 +269,7 @@ impl Metrics {
             o,
             "frontdesk_reply_seconds",
             "histogram",
-            "Time from a visitor's frame read off the socket to the bot's reply written to it (decision, group commit and sync, sending).",
+            "Time from a visitor's frame reaching the server's socket to the bot's reply written to it (the wait to be read, decision, group commit and sync, sending).",
         );
         self.reply_seconds.write(o, "frontdesk_reply_seconds");
         header(

@@ -63,6 +63,20 @@ impl Peer {
     pub fn upgraded(&self) {
         self.meta.upgraded.store(true, Ordering::Relaxed);
     }
+
+    /// When the kernel received the segment that brought the last bytes
+    /// read from the upgraded connection, on the monotonic clock (reckoned
+    /// back from `now`, and never before the connection was accepted, should
+    /// the wall clock have stepped); `now` if the kernel gave no stamp.
+    pub fn received(&self, now: std::time::Instant) -> std::time::Instant {
+        match self.meta.received_us.load(Ordering::Relaxed) {
+            0 => now,
+            us => {
+                crate::rxstamp::instant_of(std::time::UNIX_EPOCH + Duration::from_micros(us), now)
+                    .max(self.meta.accepted.into_std())
+            }
+        }
+    }
 }
 
 struct Meta {
@@ -78,6 +92,9 @@ struct Meta {
     counts: Arc<Counts>,
     /// Still counted among the connections in their handshake.
     handshaking: AtomicBool,
+    /// Once upgraded: when the kernel received the last segment read, in
+    /// microseconds of wall-clock time since the epoch (0: no stamp yet).
+    received_us: std::sync::atomic::AtomicU64,
 }
 
 impl Meta {
@@ -167,7 +184,10 @@ impl axum::serve::Listener for GuardedListener {
                 accepted: tokio::time::Instant::now(),
                 counts: counts.clone(),
                 handshaking: AtomicBool::new(true),
+                received_us: std::sync::atomic::AtomicU64::new(0),
             });
+            // Frames' arrival times, for the replies' latency (`rxstamp`).
+            crate::rxstamp::enable(&tcp);
             let stream = GuardedStream {
                 tcp,
                 ip,
@@ -227,7 +247,14 @@ impl AsyncRead for GuardedStream {
         let this = &mut *self;
         let meta = &this.meta;
         if meta.upgraded.load(Ordering::Relaxed) {
-            return Pin::new(&mut this.tcp).poll_read(cx, buf);
+            let stamp = std::task::ready!(crate::rxstamp::poll_read(&this.tcp, cx, buf))?;
+            if let Some(at) = stamp {
+                let us = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64);
+                meta.received_us.store(us, Ordering::Relaxed);
+            }
+            return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.tcp).poll_read(cx, buf) {

@@ -35,9 +35,10 @@ pub(super) async fn upgrade(
     State(app): State<App>,
 ) -> Response {
     let ws = configure(ws, &app.config().limits);
+    let arrivals = peer.clone();
     app.accept(ws, &headers, peer, |socket, app| {
         let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        run(socket, app, id).instrument(tracing::info_span!("visitor", conn = id))
+        run(socket, app, id, arrivals).instrument(tracing::info_span!("visitor", conn = id))
     })
 }
 
@@ -157,9 +158,10 @@ struct Session {
     offline: Option<&'static str>,
     /// The client stopped reading; the session ends.
     too_slow: bool,
-    /// When the frame being handled was read off the socket.
-    read_at: std::time::Instant,
-    /// A bot reply is queued: when the frame it answers was read. The reply's
+    /// When the frame being handled reached the server's socket (the
+    /// kernel's receive stamp; when it was read, where there is none).
+    arrived: std::time::Instant,
+    /// A bot reply is queued: when the frame it answers arrived. The reply's
     /// latency is observed once it is written.
     replying: Option<std::time::Instant>,
 }
@@ -175,8 +177,9 @@ impl Drop for Session {
 /// One visitor connection, in one task: it reads a frame (or takes an event
 /// from the agents' side), handles it, and writes what that queued before
 /// reading on. The frames a handled message produces (its ack and reply) go
-/// out in one write.
-async fn run(mut socket: WebSocket, app: App, conn: u64) {
+/// out in one write. `arrivals` tells when each frame reached the socket,
+/// which is when its reply's latency starts.
+async fn run(mut socket: WebSocket, app: App, conn: u64, arrivals: super::guard::Peer) {
     let idle = Duration::from_secs(app.config().limits.idle_timeout_secs);
     let mut limit = RateLimit::new(
         app.config().limits.frames_per_second,
@@ -192,7 +195,7 @@ async fn run(mut socket: WebSocket, app: App, conn: u64) {
         conversation: None,
         offline: None,
         too_slow: false,
-        read_at: std::time::Instant::now(),
+        arrived: std::time::Instant::now(),
         replying: None,
     };
     session.app.metrics().connection(false, 1);
@@ -220,7 +223,7 @@ async fn run(mut socket: WebSocket, app: App, conn: u64) {
                 }
                 next = socket.recv() => {
                     heard = tokio::time::Instant::now();
-                    session.read_at = heard.into_std();
+                    session.arrived = arrivals.received(heard.into_std());
                     match next {
                         None | Some(Ok(Message::Close(_))) => break,
                         Some(Err(e)) => {
@@ -334,10 +337,10 @@ impl Session {
             if !written || closing {
                 return false;
             }
-            if let Some(read_at) = self.replying.take() {
+            if let Some(arrived) = self.replying.take() {
                 self.app
                     .metrics()
-                    .reply_written(read_at.elapsed().as_secs_f64());
+                    .reply_written(arrived.elapsed().as_secs_f64());
             }
             // The emptied buffer is kept for the next frames.
             if self.out.is_empty() {
@@ -808,7 +811,7 @@ impl Session {
                     self.send(ServerFrame::Ack { id });
                 }
                 tracing::debug!(kind = d.kind.as_str(), rule = %d.explanation.rule, "reply");
-                self.replying = Some(self.read_at);
+                self.replying = Some(self.arrived);
                 if as_decided {
                     self.send_json(crate::protocol::reply_frame(&answer_id, &reply_members));
                 } else {

@@ -617,10 +617,7 @@ impl VisitorRun {
                 Ok(replied) => {
                     let now = Instant::now();
                     let arrived = visitor.received().map(|stamp| {
-                        let ago = std::time::SystemTime::now()
-                            .duration_since(stamp)
-                            .unwrap_or_default();
-                        now.checked_sub(ago).unwrap_or(now)
+                        Instant::from_std(frontdesk::rxstamp::instant_of(stamp, now.into_std()))
                     });
                     self.stats
                         .record_reply(from, now, arrived, self.measured_from);

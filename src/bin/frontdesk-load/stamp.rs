@@ -5,7 +5,7 @@
 //! reads them one after another: the last of a few hundred is read well
 //! after the kernel received it. The kernel stamps every segment it receives
 //! (`SO_TIMESTAMPNS`), and `recvmsg` hands the stamp of the last segment a
-//! read took. [`StampedStream`] reads that way and keeps the stamp, so a
+//! read took (`frontdesk::rxstamp`). [`StampedStream`] reads that way and keeps the stamp, so a
 //! reply's latency can also be counted up to its arrival at the socket, the
 //! part the generator's own reading adds left out.
 
@@ -14,37 +14,24 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::SystemTime;
 
-use std::io::Write;
-
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use frontdesk::rxstamp;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// A TCP stream that remembers when the kernel received the last segment
-/// it read. It is registered with the runtime as a plain descriptor, so that
-/// a read that fills less than the buffer can mark the socket drained, as
-/// tokio's own `TcpStream` does; otherwise every message would cost a second
-/// `recvmsg` that finds nothing.
+/// it read.
 pub struct StampedStream {
-    inner: AsyncFd<std::net::TcpStream>,
+    inner: TcpStream,
     /// Wall-clock time the kernel stamped on the last segment read, if the
     /// kernel stamps segments.
     received: Option<SystemTime>,
 }
 
 impl StampedStream {
-    /// Asks the kernel to stamp the stream's incoming segments (where it
-    /// cannot, the stream reads as usual and has no stamps), and registers
-    /// the stream with the runtime.
-    pub fn new(stream: TcpStream) -> io::Result<StampedStream> {
-        enable_stamps(&stream);
-        let std = stream.into_std()?;
-        // SAFETY: the std stream owns its descriptor and moves into the
-        // AsyncFd, so the descriptor stays open and the same until it drops.
-        let inner = unsafe {
-            AsyncFd::register_with_interest(std, Interest::READABLE | Interest::WRITABLE)
-        }
-        .map_err(io::Error::from)?;
+    /// Asks the kernel to stamp the stream's incoming segments; where it
+    /// cannot, the stream reads as usual and has no stamps.
+    pub fn new(inner: TcpStream) -> io::Result<StampedStream> {
+        rxstamp::enable(&inner);
         Ok(StampedStream {
             inner,
             received: None,
@@ -64,27 +51,11 @@ impl AsyncRead for StampedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        loop {
-            let mut ready = ready!(this.inner.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            let wanted = unfilled.len();
-            match ready.try_io(|fd| read_stamped(fd.get_ref(), unfilled)) {
-                Ok(Ok((n, stamp))) => {
-                    // Less than asked for: the socket is drained.
-                    if n > 0 && n < wanted {
-                        ready.clear_ready();
-                    }
-                    buf.advance(n);
-                    if stamp.is_some() {
-                        this.received = stamp;
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                // The readiness was stale; try_io has cleared it.
-                Err(_would_block) => {}
-            }
+        let stamp = ready!(rxstamp::poll_read(&this.inner, cx, buf))?;
+        if stamp.is_some() {
+            this.received = stamp;
         }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -94,94 +65,16 @@ impl AsyncWrite for StampedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        loop {
-            let mut ready = ready!(this.inner.poll_write_ready(cx))?;
-            match ready.try_io(|fd| fd.get_ref().write(buf)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => {}
-            }
-        }
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.inner.get_ref().shutdown(std::net::Shutdown::Write))
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
-}
-
-/// `SO_TIMESTAMPNS` (`SO_TIMESTAMPNS_OLD`, which on 64-bit Linux carries a
-/// 64-bit `timespec`); the stamp comes back as a control message of the
-/// same type.
-#[cfg(target_os = "linux")]
-const SO_TIMESTAMPNS: libc::c_int = 35;
-
-#[cfg(target_os = "linux")]
-fn enable_stamps(stream: &TcpStream) {
-    crate::sys::turn_on(stream, libc::SOL_SOCKET, SO_TIMESTAMPNS);
-}
-
-#[cfg(not(target_os = "linux"))]
-fn enable_stamps(_: &TcpStream) {}
-
-/// One `recvmsg` into `buf`: the bytes read, and the stamp of the last
-/// segment they came from, if the kernel gave one.
-#[cfg(target_os = "linux")]
-fn read_stamped(
-    stream: &std::net::TcpStream,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SystemTime>)> {
-    use std::os::fd::AsRawFd;
-    // Room for one control message holding a timespec, aligned for cmsghdr.
-    let mut control = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain data; all zeroes is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
-    // SAFETY: `msg` points at `iov` (over `buf`) and `control`, all of which
-    // outlive the call and are writable for the lengths given.
-    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut stamp = None;
-    // SAFETY: the kernel filled `msg`'s control buffer; CMSG_FIRSTHDR and
-    // CMSG_NXTHDR stay within msg_controllen, and a SO_TIMESTAMPNS message's
-    // data is a timespec, read unaligned.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == SO_TIMESTAMPNS {
-                let ts: libc::timespec =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
-                stamp = Some(
-                    SystemTime::UNIX_EPOCH
-                        + std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
-                );
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    Ok((n as usize, stamp))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn read_stamped(
-    stream: &std::net::TcpStream,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SystemTime>)> {
-    use std::io::Read;
-    let mut stream = stream;
-    stream.read(buf).map(|n| (n, None))
 }
 
 #[cfg(test)]

@@ -46,25 +46,7 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
 /// Best effort: without it, binding still works, with fewer ports.
 #[cfg(target_os = "linux")]
 pub fn bind_address_no_port(socket: &impl std::os::fd::AsRawFd) {
-    turn_on(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT);
-}
-
-/// Sets a socket's integer option to 1. Best effort: the options turned on
-/// this way only make a measurement better or a run larger.
-#[cfg(target_os = "linux")]
-pub fn turn_on(socket: &impl std::os::fd::AsRawFd, level: libc::c_int, option: libc::c_int) {
-    let on: libc::c_int = 1;
-    // SAFETY: the descriptor is a live socket owned by the caller, and the
-    // option value is a c_int of the size passed.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            option,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    frontdesk::rxstamp::turn_on(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT);
 }
 
 #[cfg(not(target_os = "linux"))]
