@@ -293,7 +293,7 @@ async fn connect(
     }
     let stream = socket.connect(target.addr).await.map_err(failed)?;
     stream.set_nodelay(true).map_err(failed)?;
-    let stream = StampedStream::new(stream).map_err(failed)?;
+    let stream = StampedStream::new(stream);
     let (ws, _response) =
         tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(ws_config()))
             .await
