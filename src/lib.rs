@@ -10,6 +10,7 @@ pub mod content;
 pub mod convtest;
 pub mod engine;
 pub mod eval;
+pub mod fdlimit;
 pub mod fuzzing;
 pub mod handoff;
 pub mod hours;

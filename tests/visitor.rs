@@ -356,6 +356,53 @@ fn an_acknowledged_message_survives_sigkill() {
     server.kill();
 }
 
+/// The "Max open files" limits of a process: (soft, hard).
+fn open_files_limits(pid: &str) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let mut values = line.split_whitespace().skip(3).map(|v| v.parse().unwrap());
+    (values.next().unwrap(), values.next().unwrap())
+}
+
+/// Every connection holds a file descriptor. Started with a soft open-files
+/// limit of 256 under a higher hard limit, as shells and service managers
+/// often start it, the server raises the soft limit to the hard one and
+/// welcomes more visitors than 256 descriptors would hold.
+#[test]
+fn serve_raises_its_open_files_limit_to_the_hard_one() {
+    let (_, hard) = open_files_limits("self");
+    if hard < 1024 {
+        eprintln!("skipped: the hard open-files limit here ({hard}) leaves nothing to raise");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start_under(&["prlimit", "--nofile=256:"], dir.path());
+    assert_eq!(
+        open_files_limits(&server.child.id().to_string()),
+        (hard, hard)
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut held = Vec::new();
+        for i in 0..400 {
+            let welcomed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                let mut v = Visitor::connect(&server.url()).await;
+                v.hello().await;
+                v
+            })
+            .await;
+            held.push(welcomed.unwrap_or_else(|_| panic!("visitor {i} was not welcomed")));
+        }
+    });
+    server.kill();
+}
+
 #[test]
 fn serve_refuses_bad_content_and_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

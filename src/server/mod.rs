@@ -513,9 +513,32 @@ async fn healthz(State(app): State<App>) -> Response {
     .into_response()
 }
 
+/// Descriptors the server holds besides its connections: the database, its
+/// log and shared memory on each of its connections, the listener, the
+/// runtime's own and the content watcher's.
+const FILES_BESIDE_CONNECTIONS: u64 = 64;
+
+/// Every connection holds a descriptor: raises the soft open-files limit to
+/// the hard one, and says so if even that is short of `max_connections`.
+fn raise_open_files_limit(max_connections: usize) {
+    match crate::fdlimit::raise_open_files_limit() {
+        Ok(files) if files < max_connections as u64 + FILES_BESIDE_CONNECTIONS => tracing::warn!(
+            open_files = files,
+            max_connections,
+            "the open-files limit is short of limits.max_connections: past about {} \
+             connections, new ones wait for a descriptor to be freed; raise the hard limit \
+             (`ulimit -Hn`, LimitNOFILE= in a systemd unit) or lower max_connections",
+            files.saturating_sub(FILES_BESIDE_CONNECTIONS)
+        ),
+        Ok(files) => tracing::info!(open_files = files, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "the open-files limit is left as it is"),
+    }
+}
+
 /// Starts tracing, loads content, binds and serves until SIGINT or SIGTERM.
 pub fn serve_main(config: Config) -> anyhow::Result<()> {
     init_tracing();
+    raise_open_files_limit(config.limits.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

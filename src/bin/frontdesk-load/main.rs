@@ -268,7 +268,7 @@ fn echo_server(listen: SocketAddr) -> anyhow::Result<()> {
 
 /// Raises the open-files limit and warns if `needed` descriptors will not fit.
 fn raise_open_files_limit(needed: u64) {
-    match sys::raise_open_files_limit() {
+    match frontdesk::fdlimit::raise_open_files_limit() {
         Ok(limit) if limit < needed + SPARE_FDS => eprintln!(
             "frontdesk-load: warning: the open-files limit is {limit} but this run needs about {}; \
              expect failed connections (raise it with `ulimit -n` as root)",

@@ -1,44 +1,10 @@
-//! The few operating-system calls the tool needs for many connections:
-//! the open-files limit, binding many sockets to one source address, turning
-//! a socket's options on, pinning the in-process echo server to CPUs, and
-//! reading a process's resident memory.
+//! The few operating-system calls the tool needs for many connections,
+//! besides the open-files limit (`frontdesk::fdlimit`): binding many sockets
+//! to one source address, turning a socket's options on, pinning the
+//! in-process echo server to CPUs, and reading a process's resident memory.
 //! Linux only; elsewhere each one says so and the tool carries on without it.
 
 use std::io;
-
-/// Raises the soft limit on open files to the hard limit, returning the
-/// limit now in force.
-#[cfg(target_os = "linux")]
-pub fn raise_open_files_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: `raised` is a valid rlimit that outlives the call.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        limit = raised;
-    }
-    Ok(limit.rlim_cur)
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn raise_open_files_limit() -> io::Result<u64> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "raising the open-files limit is only implemented on Linux",
-    ))
-}
 
 /// Asks the kernel to pick the source port at `connect` rather than at `bind`
 /// (IP_BIND_ADDRESS_NO_PORT), so sockets bound to one source address share the
