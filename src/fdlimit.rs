@@ -7,10 +7,10 @@
 
 use std::io;
 
-/// Raises the soft limit on open files to the hard limit, returning the
-/// limit now in force.
+/// The open-files limit: the soft limit in force, and the hard limit it may
+/// be raised to.
 #[cfg(target_os = "linux")]
-pub fn raise_open_files_limit() -> io::Result<u64> {
+fn limits() -> io::Result<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -19,6 +19,20 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(limit)
+}
+
+/// The open-files limit in force (the soft limit).
+#[cfg(target_os = "linux")]
+pub fn open_files_limit() -> io::Result<u64> {
+    limits().map(|l| l.rlim_cur)
+}
+
+/// Raises the soft limit on open files to the hard limit, returning the
+/// limit now in force.
+#[cfg(target_os = "linux")]
+pub fn raise_open_files_limit() -> io::Result<u64> {
+    let mut limit = limits()?;
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: limit.rlim_max,
@@ -31,6 +45,14 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
         limit = raised;
     }
     Ok(limit.rlim_cur)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn open_files_limit() -> io::Result<u64> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "reading the open-files limit is only implemented on Linux",
+    ))
 }
 
 #[cfg(not(target_os = "linux"))]

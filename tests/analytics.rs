@@ -434,6 +434,13 @@ async fn metrics_parse_as_prometheus_text() {
         .docs
         .get("frontdesk_reply_seconds")
         .is_some_and(|d| d.contains("reply written")));
+    // The process collector's figures, under their usual names: the open
+    // descriptors include the visitor's connection, on both of its ends here.
+    let open = get("process_open_fds{}");
+    assert!(open >= 2.0, "{open} open descriptors");
+    assert!(get("process_max_fds{}") >= open);
+    assert!(get("process_resident_memory_bytes{}") > 0.0);
+    assert!(get("process_cpu_seconds_total{}") > 0.0);
     server.stop().await;
 }
 

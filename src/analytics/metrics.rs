@@ -380,6 +380,9 @@ impl Metrics {
             "Knowledge-base articles in the content being served.",
         );
         let _ = writeln!(o, "frontdesk_content_articles {}", g.articles);
+        if let Some(process) = super::process::Process::read() {
+            process.write(o);
+        }
         out
     }
 }

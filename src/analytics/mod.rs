@@ -5,6 +5,7 @@
 
 pub mod gaps;
 pub mod metrics;
+pub mod process;
 pub mod stats;
 
 pub use gaps::{group, questions, Gap, GapKind};
