@@ -403,6 +403,37 @@ fn serve_raises_its_open_files_limit_to_the_hard_one() {
     server.kill();
 }
 
+/// Out of file descriptors, the server keeps the connections it cannot
+/// accept waiting in the listen queue, says so in one log line rather than
+/// one for each retry, and takes them once descriptors are freed.
+#[test]
+fn a_server_out_of_descriptors_logs_once_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start_under(&["prlimit", "--nofile=64:64"], dir.path());
+    // More connections than the descriptors left: those past the limit wait.
+    let held: Vec<std::net::TcpStream> = (0..80)
+        .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let failures = server.log().matches("accept failed").count();
+    assert_eq!(failures, 1, "{}", server.log());
+    drop(held);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let welcomed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut v = Visitor::connect(&server.url()).await;
+            v.hello().await
+        })
+        .await
+        .expect("a visitor is welcomed once descriptors are free");
+        assert_eq!(welcomed["state"], "bot");
+    });
+    server.kill();
+}
+
 #[test]
 fn serve_refuses_bad_content_and_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

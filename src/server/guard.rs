@@ -38,7 +38,17 @@ pub struct GuardedListener {
     inner: TcpListener,
     limits: GuardLimits,
     counts: Arc<Counts>,
+    /// Accepts that failed since the last one logged, and when that was.
+    accept_failures: u64,
+    accept_failure_logged: Option<tokio::time::Instant>,
 }
+
+/// How long a failing `accept` waits before it tries again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// While `accept` keeps failing (out of file descriptors, say), one line
+/// this often says so, with the number of failures since the line before.
+const ACCEPT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl GuardedListener {
     pub fn new(inner: TcpListener, limits: GuardLimits) -> GuardedListener {
@@ -46,6 +56,28 @@ impl GuardedListener {
             inner,
             limits,
             counts: Arc::default(),
+            accept_failures: 0,
+            accept_failure_logged: None,
+        }
+    }
+
+    /// Notes a failed `accept`, logging it if none was logged lately.
+    fn accept_failed(&mut self, error: &std::io::Error) {
+        self.accept_failures += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .accept_failure_logged
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_FAILURE_LOG_EVERY)
+        {
+            tracing::warn!(
+                %error,
+                failures = self.accept_failures,
+                "accept failed; new connections wait in the listen queue, and accept is tried every {} ms (logged at most every {} s)",
+                ACCEPT_RETRY.as_millis(),
+                ACCEPT_FAILURE_LOG_EVERY.as_secs()
+            );
+            self.accept_failures = 0;
+            self.accept_failure_logged = Some(now);
         }
     }
 }
@@ -148,8 +180,8 @@ impl axum::serve::Listener for GuardedListener {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    self.accept_failed(&e);
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             };

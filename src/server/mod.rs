@@ -513,10 +513,11 @@ async fn healthz(State(app): State<App>) -> Response {
     .into_response()
 }
 
-/// Descriptors the server holds besides its connections: the database, its
-/// log and shared memory on each of its connections, the listener, the
-/// runtime's own and the content watcher's.
-const FILES_BESIDE_CONNECTIONS: u64 = 64;
+/// Descriptors the server holds besides its connections, with some room: the
+/// database, its log and shared memory on each of its connections, the
+/// listener, the runtime's own and the content watcher's (24 in all when
+/// serving the demo content).
+const FILES_BESIDE_CONNECTIONS: u64 = 32;
 
 /// Every connection holds a descriptor: raises the soft open-files limit to
 /// the hard one, and says so if even that is short of `max_connections`.
