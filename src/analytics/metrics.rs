@@ -118,6 +118,8 @@ pub struct Gauges<'a> {
     pub reloads_failed: u64,
     pub intents: usize,
     pub articles: usize,
+    /// The process's own figures, where they could be read.
+    pub process: Option<super::process::Process>,
 }
 
 impl Metrics {
@@ -380,7 +382,7 @@ impl Metrics {
             "Knowledge-base articles in the content being served.",
         );
         let _ = writeln!(o, "frontdesk_content_articles {}", g.articles);
-        if let Some(process) = super::process::Process::read() {
+        if let Some(process) = &g.process {
             process.write(o);
         }
         out

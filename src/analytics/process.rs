@@ -2,7 +2,8 @@
 //! client library's process collector uses, so dashboards and alerts made
 //! for those work unchanged: CPU time, resident and virtual memory, open file
 //! descriptors against their limit, and the start time. Read from `/proc` at
-//! each scrape; Linux only (elsewhere nothing is written).
+//! each scrape, on a blocking thread (listing the open descriptors takes
+//! about 20 ms with 19,000 of them); Linux only (elsewhere nothing is written).
 
 use std::fmt::Write as _;
 

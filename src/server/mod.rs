@@ -471,6 +471,12 @@ async fn security_headers(mut response: Response) -> Response {
 
 /// `/metrics`: Prometheus text exposition.
 async fn metrics(State(app): State<App>) -> Response {
+    // Counting the open descriptors lists them all, tens of milliseconds
+    // with tens of thousands of connections: off the runtime's threads.
+    let process = tokio::task::spawn_blocking(crate::analytics::process::Process::read)
+        .await
+        .ok()
+        .flatten();
     let content = app.content();
     let reloads = &app.inner.reloads;
     let body = app.metrics().render(&crate::analytics::Gauges {
@@ -480,6 +486,7 @@ async fn metrics(State(app): State<App>) -> Response {
         reloads_failed: reloads.failed.load(std::sync::atomic::Ordering::Relaxed),
         intents: content.intents.intents.len(),
         articles: content.kb.documents().count(),
+        process,
     });
     (
         [(
