@@ -1,6 +1,6 @@
-//! I/O faults: with the database's syncs made to fail (strace's fault
+//! The database's syncs, seen with strace: made to fail (strace's fault
 //! injection), the server refuses messages with an error frame and never
-//! acknowledges one it did not store.
+//! acknowledges one it did not store; and the log is synced with fdatasync.
 
 mod common;
 
@@ -118,4 +118,49 @@ async fn a_failing_fsync_is_refused_and_never_acknowledged() {
     assert_eq!(counts.len(), 40);
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     server.kill();
+}
+
+/// The log is synced with fdatasync(2), which skips the inode's write when
+/// only its modification time changed (on a journaled filesystem, a journal
+/// commit per group commit): the bundled SQLite is built with
+/// `HAVE_FDATASYNC` (`.cargo/config.toml`). Without it, SQLite calls fsync(2).
+#[tokio::test]
+async fn an_acknowledged_message_is_synced_with_fdatasync() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("syncs.trace");
+    let data = dir.path().join("data");
+    let server = Process::start_under(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-y",
+            "-o",
+            trace.to_str().unwrap(),
+            "-e",
+            "trace=fsync,fdatasync",
+        ],
+        &data,
+    );
+    let mut v = Visitor::connect(&server.url()).await;
+    v.hello().await;
+    v.send(json!({"type": "message", "id": "m1", "text": "hello"}))
+        .await;
+    assert_eq!(v.expect("ack").await["id"], "m1");
+    drop(v);
+    server.kill();
+
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let syncs = |call: &str| {
+        trace
+            .lines()
+            .filter(|l| l.contains(&format!(" {call}(")) && l.contains("frontdesk.db"))
+            .count()
+    };
+    assert!(syncs("fdatasync") > 0, "the log was synced:\n{trace}");
+    assert_eq!(syncs("fsync"), 0, "no fsync of the database:\n{trace}");
+    assert!(
+        trace.contains("frontdesk.db-wal>"),
+        "the log itself was synced:\n{trace}"
+    );
 }
