@@ -99,8 +99,7 @@ impl Process {
             ),
         ];
         for (name, kind, help, value) in families {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+            super::metrics::header(out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
         }
     }
