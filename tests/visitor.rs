@@ -506,6 +506,39 @@ async fn websocket_origin_is_checked() {
         connect_from(&url, &format!("http://{}", server.addr)).await,
         Ok(())
     );
+    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
+    assert_eq!(
+        common::metric(
+            &exposition,
+            "frontdesk_connections_refused_total{reason=\"origin\"}"
+        ),
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn websockets_over_the_limit_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.max_connections = 1;
+    let server = TestServer::start(cfg).await;
+    let mut first = Visitor::connect(&server.url()).await;
+    first.hello().await;
+    match tokio_tungstenite::connect_async(server.url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("a second websocket opened: {:?}", other.map(|_| ())),
+    }
+    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
+    assert_eq!(
+        common::metric(
+            &exposition,
+            "frontdesk_connections_refused_total{reason=\"max_connections\"}"
+        ),
+        1.0
+    );
+    // The one open is served as before.
+    assert_eq!(first.ask("m1", "hello").await["source"]["id"], "greeting");
     server.stop().await;
 }
 
@@ -557,6 +590,14 @@ async fn a_client_flooding_frames_is_rate_limited_and_keeps_its_connection() {
     assert_eq!(
         seen,
         ["ack:m1", "reply:", "ack:m2", "reply:", "error:rate_limited"]
+    );
+    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
+    assert_eq!(
+        common::metric(
+            &exposition,
+            "frontdesk_frames_refused_total{reason=\"rate_limited\"}"
+        ),
+        1.0
     );
     // After a pause the client carries on.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -622,7 +663,40 @@ async fn connections_per_address_are_capped() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     third.expect("a place frees up").hello().await;
+    // Each refused connection was counted (the retries above may have been
+    // refused too, while the first's place was still taken).
+    drop(second);
+    let mut refused = 0.0;
+    for _ in 0..50 {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        if let Ok(exposition) = metrics_over(&mut tcp).await {
+            refused = common::metric(
+                &exposition,
+                "frontdesk_connections_refused_total{reason=\"per_address\"}",
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(refused >= 1.0, "refusals counted: {refused}");
     server.stop().await;
+}
+
+/// `/metrics` over an open connection, or an error if the server closed it.
+async fn metrics_over(tcp: &mut tokio::net::TcpStream) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await?;
+    match raw.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
+        {
+            Ok(body.to_string())
+        }
+        _ => Err(std::io::Error::other("no response")),
+    }
 }
 
 #[tokio::test]
@@ -662,6 +736,22 @@ async fn a_client_that_never_finishes_its_handshake_is_closed() {
     v.hello().await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(v.ask("m1", "hello").await["kind"], "answer");
+    // The one turned away and the two timed out, each counted once.
+    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
+    assert_eq!(
+        common::metric(
+            &exposition,
+            "frontdesk_connections_refused_total{reason=\"handshaking\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        common::metric(
+            &exposition,
+            "frontdesk_connections_dropped_total{reason=\"handshake_timeout\"}"
+        ),
+        2.0
+    );
     server.stop().await;
 }
 
@@ -840,6 +930,14 @@ async fn a_client_that_stops_reading_is_closed_and_holds_up_no_one() {
     assert_eq!(
         open, 1,
         "the client that stopped reading is still connected"
+    );
+    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
+    assert_eq!(
+        common::metric(
+            &exposition,
+            "frontdesk_connections_dropped_total{reason=\"too_slow\"}"
+        ),
+        1.0
     );
     // What it is sent before its connection ends is far less than it asked.
     let mut replies = 0;

@@ -18,6 +18,106 @@ const REASONS: [EscalationReason; 5] = [
 /// Outcomes counted when conversations close.
 pub const OUTCOMES: [&str; 4] = ["deflected", "escalated", "unanswered", "no_question"];
 
+/// Why the server turned a connection or a frame away, or cut a connection
+/// off: the protections that act under load and against abuse, each counted
+/// so that an operator sees them act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// A websocket over `limits.max_connections` (HTTP 503).
+    MaxConnections,
+    /// A connection over `limits.max_connections_per_address`, closed as accepted.
+    PerAddress,
+    /// A connection over `limits.max_handshaking`, closed as accepted.
+    Handshaking,
+    /// A websocket from an origin not in `allowed_origins` (HTTP 403).
+    Origin,
+    /// A connection without a complete request within
+    /// `limits.handshake_timeout_secs`, closed.
+    HandshakeTimeout,
+    /// A websocket whose client stopped reading what it was sent, closed.
+    TooSlow,
+    /// A visitor frame over `limits.frames_per_second`, answered `rate_limited`.
+    RateLimited,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 7] = [
+        Rejection::MaxConnections,
+        Rejection::PerAddress,
+        Rejection::Handshaking,
+        Rejection::Origin,
+        Rejection::HandshakeTimeout,
+        Rejection::TooSlow,
+        Rejection::RateLimited,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::MaxConnections => "max_connections",
+            Rejection::PerAddress => "per_address",
+            Rejection::Handshaking => "handshaking",
+            Rejection::Origin => "origin",
+            Rejection::HandshakeTimeout => "handshake_timeout",
+            Rejection::TooSlow => "too_slow",
+            Rejection::RateLimited => "rate_limited",
+        }
+    }
+
+    /// The family it is counted in: connections refused before their
+    /// websocket opened, connections closed on their client, or frames.
+    fn family(self) -> &'static str {
+        match self {
+            Rejection::MaxConnections
+            | Rejection::PerAddress
+            | Rejection::Handshaking
+            | Rejection::Origin => "frontdesk_connections_refused_total",
+            Rejection::HandshakeTimeout | Rejection::TooSlow => {
+                "frontdesk_connections_dropped_total"
+            }
+            Rejection::RateLimited => "frontdesk_frames_refused_total",
+        }
+    }
+}
+
+/// The counts of [`Rejection`]s, shared with the listener, which refuses
+/// connections before any request reaches the application.
+#[derive(Default)]
+pub struct Rejections {
+    counts: [AtomicU64; Rejection::ALL.len()],
+}
+
+impl Rejections {
+    pub fn count(&self, why: Rejection) {
+        self.counts[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn get(&self, why: Rejection) -> u64 {
+        self.counts[why as usize].load(Relaxed)
+    }
+
+    fn write(&self, o: &mut String) {
+        for (family, help) in [
+            (
+                "frontdesk_connections_refused_total",
+                "Connections turned away before their websocket opened, by reason.",
+            ),
+            (
+                "frontdesk_connections_dropped_total",
+                "Connections closed on their client: no complete request in time, or not reading what it is sent.",
+            ),
+            (
+                "frontdesk_frames_refused_total",
+                "Visitor frames refused unprocessed, by reason.",
+            ),
+        ] {
+            header(o, family, "counter", help);
+            for why in Rejection::ALL.into_iter().filter(|r| r.family() == family) {
+                sample(o, family, "reason", why.as_str(), self.get(why));
+            }
+        }
+    }
+}
+
 /// A histogram with fixed upper bounds (seconds for durations).
 pub struct Histogram {
     bounds: &'static [f64],
@@ -79,6 +179,7 @@ pub struct Metrics {
     queue_oldest_ms: AtomicU64,
     visitor_connections: AtomicI64,
     agent_connections: AtomicI64,
+    rejections: std::sync::Arc<Rejections>,
 }
 
 impl Default for Metrics {
@@ -105,6 +206,7 @@ impl Default for Metrics {
             queue_oldest_ms: AtomicU64::new(0),
             visitor_connections: AtomicI64::new(0),
             agent_connections: AtomicI64::new(0),
+            rejections: Default::default(),
         }
     }
 }
@@ -164,6 +266,16 @@ impl Metrics {
         self.queue_length.store(length as u64, Relaxed);
         self.queue_oldest_ms
             .store(oldest_wait_ms.max(0) as u64, Relaxed);
+    }
+
+    /// A connection or frame turned away, or a connection cut off.
+    pub fn rejected(&self, why: Rejection) {
+        self.rejections.count(why);
+    }
+
+    /// The rejections' counts, for the listener to count its own in.
+    pub fn rejections(&self) -> std::sync::Arc<Rejections> {
+        self.rejections.clone()
     }
 
     /// A websocket opened (+1) or closed (-1).
@@ -341,6 +453,7 @@ impl Metrics {
         ] {
             let _ = writeln!(o, "frontdesk_websocket_connections{{kind=\"{kind}\"}} {v}");
         }
+        self.rejections.write(o);
         header(
             o,
             "frontdesk_agents_online",
@@ -416,5 +529,27 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"0.01\"} 2\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
         assert!(out.contains("x_count 3\n"), "{out}");
+    }
+
+    #[test]
+    fn every_rejection_is_written_in_its_family() {
+        let r = Rejections::default();
+        for (n, why) in Rejection::ALL.into_iter().enumerate() {
+            for _ in 0..=n {
+                r.count(why);
+            }
+        }
+        let mut out = String::new();
+        r.write(&mut out);
+        for (n, why) in Rejection::ALL.into_iter().enumerate() {
+            let line = format!(
+                "{}{{reason=\"{}\"}} {}\n",
+                why.family(),
+                why.as_str(),
+                n + 1
+            );
+            assert!(out.contains(&line), "{line} in {out}");
+        }
+        assert_eq!(out.matches("# TYPE").count(), 3, "{out}");
     }
 }

@@ -9,5 +9,5 @@ pub mod process;
 pub mod stats;
 
 pub use gaps::{group, questions, Gap, GapKind};
-pub use metrics::{Gauges, Metrics};
+pub use metrics::{Gauges, Metrics, Rejection, Rejections};
 pub use stats::{parse_time, stats, Bucket, Stats, Summary};

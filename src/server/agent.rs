@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::App;
+use crate::analytics::Rejection;
 use crate::handoff::{hash_token, same_secret, VisitorEvent};
 use crate::protocol::agent::{self, AgentFrame, AgentServerFrame};
 use crate::protocol::{codes, ServerFrame};
@@ -174,6 +175,7 @@ async fn run(socket: WebSocket, app: App, ip: IpAddr, conn: u64) {
             }
         }
         if session.too_slow {
+            session.app.metrics().rejected(Rejection::TooSlow);
             tracing::info!("agent console not reading; closing");
             break;
         }

@@ -18,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
+use crate::analytics::{Rejection, Rejections};
+
 /// Limits the listener enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct GuardLimits {
@@ -31,6 +33,8 @@ struct Counts {
     per_address: Mutex<HashMap<IpAddr, usize>>,
     handshaking: AtomicUsize,
     refused: AtomicUsize,
+    /// Where `/metrics` reads the refusals and the handshake timeouts.
+    metrics: Arc<Rejections>,
 }
 
 /// Accepts TCP connections within the limits.
@@ -51,11 +55,19 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 const ACCEPT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl GuardedListener {
-    pub fn new(inner: TcpListener, limits: GuardLimits) -> GuardedListener {
+    /// A listener counting what it refuses in `refusals`.
+    pub fn new(
+        inner: TcpListener,
+        limits: GuardLimits,
+        refusals: Arc<Rejections>,
+    ) -> GuardedListener {
         GuardedListener {
             inner,
             limits,
-            counts: Arc::default(),
+            counts: Arc::new(Counts {
+                metrics: refusals,
+                ..Counts::default()
+            }),
             accept_failures: 0,
             accept_failure_logged: None,
         }
@@ -188,7 +200,11 @@ impl axum::serve::Listener for GuardedListener {
             let ip = addr.ip();
             let counts = &self.counts;
             if counts.handshaking.load(Ordering::Acquire) >= self.limits.handshaking {
-                self.refuse(addr, "too many connections in their handshake");
+                self.refuse(
+                    addr,
+                    Rejection::Handshaking,
+                    "too many connections in their handshake",
+                );
                 continue;
             }
             {
@@ -196,7 +212,11 @@ impl axum::serve::Listener for GuardedListener {
                 let n = map.entry(ip).or_default();
                 if *n >= self.limits.per_address {
                     drop(map);
-                    self.refuse(addr, "too many connections from this address");
+                    self.refuse(
+                        addr,
+                        Rejection::PerAddress,
+                        "too many connections from this address",
+                    );
                     continue;
                 }
                 *n += 1;
@@ -237,7 +257,8 @@ impl axum::serve::Listener for GuardedListener {
 }
 
 impl GuardedListener {
-    fn refuse(&self, addr: SocketAddr, why: &'static str) {
+    fn refuse(&self, addr: SocketAddr, counted: Rejection, why: &'static str) {
+        self.counts.metrics.count(counted);
         let n = self.counts.refused.fetch_add(1, Ordering::Relaxed);
         // One line per thousand refusals: a flood must not flood the log too.
         if n.is_multiple_of(1000) {
@@ -315,6 +336,9 @@ impl AsyncRead for GuardedStream {
                     now
                 };
                 if next <= now {
+                    if !meta.request_seen.load(Ordering::Relaxed) {
+                        meta.counts.metrics.count(Rejection::HandshakeTimeout);
+                    }
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "no complete request in time",

@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
+use crate::analytics::Rejection;
 use crate::config::Config;
 use crate::content::Content;
 use crate::store::{Store, WriterGuard};
@@ -105,12 +106,14 @@ impl App {
         S: Future<Output = ()> + Send + 'static,
     {
         if !visitor::origin_allowed(headers, &self.config().allowed_origins) {
+            self.metrics().rejected(Rejection::Origin);
             return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
         }
         if *self.inner.shutdown.borrow() {
             return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
         }
         let Ok(permit) = self.inner.connections.clone().try_acquire_owned() else {
+            self.metrics().rejected(Rejection::MaxConnections);
             return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
         };
         let alive = self.inner.alive.clone();
@@ -229,6 +232,7 @@ impl Server {
                 handshaking: limits.max_handshaking,
                 handshake_timeout: std::time::Duration::from_secs(limits.handshake_timeout_secs),
             },
+            app.metrics().rejections(),
         );
         axum::serve(
             listener,

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::App;
+use crate::analytics::Rejection;
 use crate::engine::{self, Context, Decided, Kind};
 use crate::handoff::{hash_token, random_token, same_secret, VisitorEvent};
 use crate::protocol::agent::AgentServerFrame;
@@ -231,6 +232,7 @@ async fn run(mut socket: WebSocket, app: App, conn: u64, arrivals: super::guard:
                             break;
                         }
                         Some(Ok(Message::Text(_) | Message::Binary(_))) if !limit.allow() => {
+                            session.app.metrics().rejected(Rejection::RateLimited);
                             session.send(FrameError::new(codes::RATE_LIMITED, "too many frames; slow down and send it again").frame());
                         }
                         // Handling a frame runs on the heap: its state (the engine's
@@ -251,6 +253,7 @@ async fn run(mut socket: WebSocket, app: App, conn: u64, arrivals: super::guard:
         }
     }
     if session.too_slow {
+        session.app.metrics().rejected(Rejection::TooSlow);
         tracing::info!("client not reading; closing");
     }
     session.app.metrics().connection(false, -1);

@@ -144,6 +144,16 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
     }
 }
 
+/// The value of one series in a `/metrics` exposition, e.g.
+/// `frontdesk_frames_refused_total{reason="rate_limited"}`.
+pub fn metric(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing from:\n{exposition}"))
+}
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A websocket to `url` on `addr` over a socket with a 4 KiB receive buffer,
