@@ -607,6 +607,46 @@ async fn a_client_flooding_frames_is_rate_limited_and_keeps_its_connection() {
 }
 
 #[tokio::test]
+async fn the_load_generator_reports_refused_frames_by_their_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.frames_per_second = 1;
+    cfg.limits.frame_burst = 2;
+    let server = TestServer::start(cfg).await;
+    let url = server.url();
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_frontdesk-load"))
+            .args(["--url", &url, "--visitors", "2", "--duration", "5"])
+            .args(["--count", "20", "--no-echo", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let out: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let f = &out["frontdesk"];
+    let refused = f["error_detail"]["error_codes"]["rate_limited"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("rate_limited counted: {f}"));
+    let replies = f["replies"].as_u64().unwrap();
+    // Each visitor's burst and one more a second are answered; the rest of
+    // the twenty messages are refused, and counted as such.
+    assert!(replies >= 2 && refused >= 10, "{f}");
+    assert_eq!(replies + refused, 20, "{f}");
+    assert_eq!(f["error_detail"]["error_frames"].as_u64(), Some(refused));
+    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
+    assert_eq!(
+        common::metric(
+            &exposition,
+            "frontdesk_frames_refused_total{reason=\"rate_limited\"}"
+        ),
+        refused as f64
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn forget_deletes_a_visitors_conversation() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config(dir.path())).await;

@@ -29,6 +29,7 @@
 //! included.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -186,6 +187,8 @@ struct Stats {
     warmup_replies: AtomicU64,
     escalations: AtomicU64,
     error_frames: AtomicU64,
+    /// Error frames by their `code`.
+    error_codes: Mutex<BTreeMap<String, u64>>,
     disconnects: AtomicU64,
     timeouts: AtomicU64,
     connect_failures: AtomicU64,
@@ -208,6 +211,7 @@ impl Stats {
             warmup_replies: AtomicU64::new(0),
             escalations: AtomicU64::new(0),
             error_frames: AtomicU64::new(0),
+            error_codes: Mutex::default(),
             disconnects: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
@@ -286,6 +290,11 @@ impl Stats {
             Failure::Timeout => &self.timeouts,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if let Failure::ErrorFrame(code) = failure {
+            if let Ok(mut codes) = self.error_codes.lock() {
+                *codes.entry(code.clone()).or_default() += 1;
+            }
+        }
         if let Ok(mut first) = self.first_failure.lock() {
             first.get_or_insert_with(|| failure.to_string());
         }
@@ -315,6 +324,8 @@ pub struct Figures {
     pub warmup_replies: u64,
     pub escalations: u64,
     pub error_frames: u64,
+    /// Error frames by their `code` (`rate_limited`, say).
+    pub error_codes: BTreeMap<String, u64>,
     pub disconnects: u64,
     pub timeouts: u64,
     pub connect_failures: u64,
@@ -490,6 +501,11 @@ fn figures(
         warmup_replies: load(&stats.warmup_replies),
         escalations: load(&stats.escalations),
         error_frames,
+        error_codes: stats
+            .error_codes
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default(),
         disconnects,
         timeouts,
         connect_failures,

@@ -46,6 +46,7 @@ fn figures_json(f: &Figures) -> Value {
         "escalations": f.escalations,
         "error_detail": {
             "error_frames": f.error_frames,
+            "error_codes": f.error_codes,
             "disconnects": f.disconnects,
             "timeouts": f.timeouts,
             "connect_failures": f.connect_failures,
@@ -144,9 +145,18 @@ fn detail(name: &str, f: &Figures) -> String {
             l.p50_ms, l.p99_ms, l.max_ms
         ));
     }
+    s.push_str(&format!("  errors: {} error frames", f.error_frames));
+    if !f.error_codes.is_empty() {
+        let codes: Vec<String> = f
+            .error_codes
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
+        s.push_str(&format!(" ({})", codes.join(", ")));
+    }
     s.push_str(&format!(
-        "  errors: {} error frames, {} disconnects, {} timeouts, {} failed connections",
-        f.error_frames, f.disconnects, f.timeouts, f.connect_failures
+        ", {} disconnects, {} timeouts, {} failed connections",
+        f.disconnects, f.timeouts, f.connect_failures
     ));
     if f.unsent > 0 {
         s.push_str(&format!(
@@ -155,6 +165,12 @@ fn detail(name: &str, f: &Figures) -> String {
         ));
     }
     s.push('\n');
+    if f.error_codes.contains_key("rate_limited") {
+        s.push_str(
+            "  rate_limited: the server refused frames over its limit for one connection \
+             ([limits] frames_per_second in its configuration; 0 turns it off for a load test)\n",
+        );
+    }
     if f.resumed > 0 {
         s.push_str(&format!(
             "  reconnects: {} conversations resumed, {} unacknowledged messages sent again \
