@@ -506,12 +506,12 @@ async fn websocket_origin_is_checked() {
         connect_from(&url, &format!("http://{}", server.addr)).await,
         Ok(())
     );
-    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
     assert_eq!(
-        common::metric(
-            &exposition,
+        common::scrape(
+            server.addr,
             "frontdesk_connections_refused_total{reason=\"origin\"}"
-        ),
+        )
+        .await,
         1.0
     );
     server.stop().await;
@@ -529,12 +529,12 @@ async fn websockets_over_the_limit_are_refused_and_counted() {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
         other => panic!("a second websocket opened: {:?}", other.map(|_| ())),
     }
-    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
     assert_eq!(
-        common::metric(
-            &exposition,
+        common::scrape(
+            server.addr,
             "frontdesk_connections_refused_total{reason=\"max_connections\"}"
-        ),
+        )
+        .await,
         1.0
     );
     // The one open is served as before.
@@ -591,12 +591,12 @@ async fn a_client_flooding_frames_is_rate_limited_and_keeps_its_connection() {
         seen,
         ["ack:m1", "reply:", "ack:m2", "reply:", "error:rate_limited"]
     );
-    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
     assert_eq!(
-        common::metric(
-            &exposition,
+        common::scrape(
+            server.addr,
             "frontdesk_frames_refused_total{reason=\"rate_limited\"}"
-        ),
+        )
+        .await,
         1.0
     );
     // After a pause the client carries on.
@@ -635,12 +635,12 @@ async fn the_load_generator_reports_refused_frames_by_their_code() {
     assert!(replies >= 2 && refused >= 10, "{f}");
     assert_eq!(replies + refused, 20, "{f}");
     assert_eq!(f["error_detail"]["error_frames"].as_u64(), Some(refused));
-    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
     assert_eq!(
-        common::metric(
-            &exposition,
+        common::scrape(
+            server.addr,
             "frontdesk_frames_refused_total{reason=\"rate_limited\"}"
-        ),
+        )
+        .await,
         refused as f64
     );
     server.stop().await;
@@ -777,19 +777,20 @@ async fn a_client_that_never_finishes_its_handshake_is_closed() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(v.ask("m1", "hello").await["kind"], "answer");
     // The one turned away and the two timed out, each counted once.
-    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
     assert_eq!(
-        common::metric(
-            &exposition,
+        common::scrape(
+            server.addr,
             "frontdesk_connections_refused_total{reason=\"handshaking\"}"
-        ),
+        )
+        .await,
         1.0
     );
     assert_eq!(
-        common::metric(
-            &exposition,
+        common::scrape(
+            server.addr,
             "frontdesk_connections_dropped_total{reason=\"handshake_timeout\"}"
-        ),
+        )
+        .await,
         2.0
     );
     server.stop().await;
@@ -971,12 +972,12 @@ async fn a_client_that_stops_reading_is_closed_and_holds_up_no_one() {
         open, 1,
         "the client that stopped reading is still connected"
     );
-    let exposition = common::http_get(server.addr, "/metrics", &[]).await.body;
     assert_eq!(
-        common::metric(
-            &exposition,
+        common::scrape(
+            server.addr,
             "frontdesk_connections_dropped_total{reason=\"too_slow\"}"
-        ),
+        )
+        .await,
         1.0
     );
     // What it is sent before its connection ends is far less than it asked.

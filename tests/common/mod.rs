@@ -154,6 +154,11 @@ pub fn metric(exposition: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("{series} missing from:\n{exposition}"))
 }
 
+/// One series' value as the server at `addr` reports it now on `/metrics`.
+pub async fn scrape(addr: SocketAddr, series: &str) -> f64 {
+    metric(&http_get(addr, "/metrics", &[]).await.body, series)
+}
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A websocket to `url` on `addr` over a socket with a 4 KiB receive buffer,
