@@ -63,21 +63,36 @@ impl Rejection {
         }
     }
 
-    /// The family it is counted in: connections refused before their
-    /// websocket opened, connections closed on their client, or frames.
-    fn family(self) -> &'static str {
+    /// The family it is counted in (an index into [`REJECTION_FAMILIES`]):
+    /// connections refused before their websocket opened, connections closed
+    /// on their client, or frames.
+    fn family(self) -> usize {
         match self {
             Rejection::MaxConnections
             | Rejection::PerAddress
             | Rejection::Handshaking
-            | Rejection::Origin => "frontdesk_connections_refused_total",
-            Rejection::HandshakeTimeout | Rejection::TooSlow => {
-                "frontdesk_connections_dropped_total"
-            }
-            Rejection::RateLimited => "frontdesk_frames_refused_total",
+            | Rejection::Origin => 0,
+            Rejection::HandshakeTimeout | Rejection::TooSlow => 1,
+            Rejection::RateLimited => 2,
         }
     }
 }
+
+/// The families [`Rejection`]s are counted in: name and help.
+const REJECTION_FAMILIES: [(&str, &str); 3] = [
+    (
+        "frontdesk_connections_refused_total",
+        "Connections turned away before their websocket opened, by reason.",
+    ),
+    (
+        "frontdesk_connections_dropped_total",
+        "Connections closed on their client: no complete request in time, or not reading what it is sent.",
+    ),
+    (
+        "frontdesk_frames_refused_total",
+        "Visitor frames refused unprocessed, by reason.",
+    ),
+];
 
 /// The counts of [`Rejection`]s, shared with the listener, which refuses
 /// connections before any request reaches the application.
@@ -96,22 +111,9 @@ impl Rejections {
     }
 
     fn write(&self, o: &mut String) {
-        for (family, help) in [
-            (
-                "frontdesk_connections_refused_total",
-                "Connections turned away before their websocket opened, by reason.",
-            ),
-            (
-                "frontdesk_connections_dropped_total",
-                "Connections closed on their client: no complete request in time, or not reading what it is sent.",
-            ),
-            (
-                "frontdesk_frames_refused_total",
-                "Visitor frames refused unprocessed, by reason.",
-            ),
-        ] {
+        for (i, (family, help)) in REJECTION_FAMILIES.into_iter().enumerate() {
             header(o, family, "counter", help);
-            for why in Rejection::ALL.into_iter().filter(|r| r.family() == family) {
+            for why in Rejection::ALL.into_iter().filter(|r| r.family() == i) {
                 sample(o, family, "reason", why.as_str(), self.get(why));
             }
         }
@@ -544,7 +546,7 @@ mod tests {
         for (n, why) in Rejection::ALL.into_iter().enumerate() {
             let line = format!(
                 "{}{{reason=\"{}\"}} {}\n",
-                why.family(),
+                REJECTION_FAMILIES[why.family()].0,
                 why.as_str(),
                 n + 1
             );

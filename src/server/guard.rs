@@ -32,7 +32,6 @@ pub struct GuardLimits {
 struct Counts {
     per_address: Mutex<HashMap<IpAddr, usize>>,
     handshaking: AtomicUsize,
-    refused: AtomicUsize,
     /// Where `/metrics` reads the refusals and the handshake timeouts.
     metrics: Arc<Rejections>,
 }
@@ -258,11 +257,13 @@ impl axum::serve::Listener for GuardedListener {
 
 impl GuardedListener {
     fn refuse(&self, addr: SocketAddr, counted: Rejection, why: &'static str) {
-        self.counts.metrics.count(counted);
-        let n = self.counts.refused.fetch_add(1, Ordering::Relaxed);
+        let counts = &self.counts.metrics;
+        counts.count(counted);
+        // The listener alone refuses for these two reasons, one at a time.
+        let refused = counts.get(Rejection::Handshaking) + counts.get(Rejection::PerAddress);
         // One line per thousand refusals: a flood must not flood the log too.
-        if n.is_multiple_of(1000) {
-            tracing::warn!(%addr, refused = n + 1, "connection refused: {why}");
+        if (refused - 1).is_multiple_of(1000) {
+            tracing::warn!(%addr, refused, "connection refused: {why}");
         }
     }
 }

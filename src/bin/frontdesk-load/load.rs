@@ -186,7 +186,6 @@ struct Stats {
     /// Replies received during the warm-up, not counted in `replies`.
     warmup_replies: AtomicU64,
     escalations: AtomicU64,
-    error_frames: AtomicU64,
     /// Error frames by their `code`.
     error_codes: Mutex<BTreeMap<String, u64>>,
     disconnects: AtomicU64,
@@ -210,7 +209,6 @@ impl Stats {
             replies: AtomicU64::new(0),
             warmup_replies: AtomicU64::new(0),
             escalations: AtomicU64::new(0),
-            error_frames: AtomicU64::new(0),
             error_codes: Mutex::default(),
             disconnects: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
@@ -284,16 +282,18 @@ impl Stats {
 
     fn record_failure(&self, failure: &Failure) {
         let counter = match failure {
-            Failure::Connect(_) => &self.connect_failures,
-            Failure::ErrorFrame(_) => &self.error_frames,
-            Failure::Disconnected(_) => &self.disconnects,
-            Failure::Timeout => &self.timeouts,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if let Failure::ErrorFrame(code) = failure {
-            if let Ok(mut codes) = self.error_codes.lock() {
-                *codes.entry(code.clone()).or_default() += 1;
+            Failure::Connect(_) => Some(&self.connect_failures),
+            Failure::ErrorFrame(code) => {
+                if let Ok(mut codes) = self.error_codes.lock() {
+                    *codes.entry(code.clone()).or_default() += 1;
+                }
+                None
             }
+            Failure::Disconnected(_) => Some(&self.disconnects),
+            Failure::Timeout => Some(&self.timeouts),
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         if let Ok(mut first) = self.first_failure.lock() {
             first.get_or_insert_with(|| failure.to_string());
@@ -478,8 +478,13 @@ fn figures(
     let send_late = spread(&stats.send_late_us);
     let at_socket = spread(&stats.at_socket_us);
     let replies = load(&stats.replies);
+    let error_codes = stats
+        .error_codes
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
     let (error_frames, disconnects, timeouts, connect_failures) = (
-        load(&stats.error_frames),
+        error_codes.values().sum(),
         load(&stats.disconnects),
         load(&stats.timeouts),
         load(&stats.connect_failures),
@@ -501,11 +506,7 @@ fn figures(
         warmup_replies: load(&stats.warmup_replies),
         escalations: load(&stats.escalations),
         error_frames,
-        error_codes: stats
-            .error_codes
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or_default(),
+        error_codes,
         disconnects,
         timeouts,
         connect_failures,
