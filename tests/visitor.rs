@@ -708,35 +708,19 @@ async fn connections_per_address_are_capped() {
     drop(second);
     let mut refused = 0.0;
     for _ in 0..50 {
-        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        if let Ok(exposition) = metrics_over(&mut tcp).await {
-            refused = common::metric(
-                &exposition,
-                "frontdesk_connections_refused_total{reason=\"per_address\"}",
-            );
-            break;
+        match common::try_http_get(server.addr, "/metrics", &[]).await {
+            Ok(r) if r.status == 200 => {
+                refused = common::metric(
+                    &r.body,
+                    "frontdesk_connections_refused_total{reason=\"per_address\"}",
+                );
+                break;
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(refused >= 1.0, "refusals counted: {refused}");
     server.stop().await;
-}
-
-/// `/metrics` over an open connection, or an error if the server closed it.
-async fn metrics_over(tcp: &mut tokio::net::TcpStream) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await?;
-    let mut raw = String::new();
-    tcp.read_to_string(&mut raw).await?;
-    match raw.split_once("\r\n\r\n") {
-        Some((head, body))
-            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
-        {
-            Ok(body.to_string())
-        }
-        _ => Err(std::io::Error::other("no response")),
-    }
 }
 
 #[tokio::test]
@@ -923,10 +907,7 @@ async fn a_client_that_stops_reading_is_closed_and_holds_up_no_one() {
     cfg.limits.frames_per_second = 0;
     let server = TestServer::start(cfg).await;
     let connections = |body: String| {
-        body.lines()
-            .find(|l| l.starts_with("frontdesk_websocket_connections{kind=\"visitor\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
-            .expect("the visitor connection gauge")
+        common::metric(&body, "frontdesk_websocket_connections{kind=\"visitor\"}") as u32
     };
 
     // The client reads nothing, so the replies fill its small receive buffer

@@ -118,30 +118,41 @@ pub struct HttpResponse {
 
 /// A plain HTTP/1.0 GET (so the body is neither chunked nor kept alive).
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    try_http_get(addr, path, headers)
+        .await
+        .expect("a response within 10 s")
+}
+
+/// [`http_get`], or the error if the server closed the connection without
+/// a response (a connection refused as it was accepted, say) or took over
+/// 10 s.
+pub async fn try_http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tcp = TcpStream::connect(addr).await?;
     let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
+    tcp.write_all(request.as_bytes()).await?;
     let mut raw = String::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut raw))
-        .await
-        .expect("a response within 10 s")
-        .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("headers end");
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut raw)).await??;
+    let no_response = || std::io::Error::other(format!("no HTTP response: {raw:?}"));
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(no_response)?;
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    HttpResponse {
+        .ok_or_else(no_response)?;
+    Ok(HttpResponse {
         status,
         headers: head.to_ascii_lowercase(),
         body: body.to_string(),
-    }
+    })
 }
 
 /// The value of one series in a `/metrics` exposition, e.g.
