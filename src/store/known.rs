@@ -33,7 +33,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 use rusqlite::Connection;
 
@@ -44,8 +44,30 @@ const CAPACITY: usize = 4096;
 
 /// Fingerprints (64-bit keyed hashes) of one conversation's message ids.
 /// With a key chosen at random per process, two ids of one conversation
-/// share a fingerprint with a chance of about one in 2^64 per pair.
-type Ids = HashSet<u64>;
+/// share a fingerprint with a chance of about one in 2^64 per pair. Being
+/// keyed hashes already, they are their own hashes in the set.
+type Ids = HashSet<u64, BuildHasherDefault<AsHash>>;
+
+/// Hashes a fingerprint as itself.
+#[derive(Default)]
+struct AsHash(u64);
+
+impl Hasher for AsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is expected; anything else is still hashed.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
 
 /// What the writer knows of one conversation.
 struct Seen {
@@ -226,7 +248,7 @@ fn stored_ids(c: &Connection, conversation: &str, key: &RandomState) -> rusqlite
          WHERE m.client_id IS NOT NULL"
     ))?;
     let mut rows = stmt.query([conversation])?;
-    let mut ids = Ids::new();
+    let mut ids = Ids::default();
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
         ids.insert(key.hash_one(id.as_str()));
