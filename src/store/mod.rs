@@ -87,6 +87,10 @@ struct WriterConnection<'c> {
     hot: [Option<Statement<'c>>; Hot::COUNT],
     /// The time given to the last decision stored, once read or written.
     last_decided_at: Option<i64>,
+    /// Stored decision contents named again by a decision in the open
+    /// group, once per decision: counted together before anything else can
+    /// delete a decision ([`WriterConnection::count_named`]).
+    named: Vec<i64>,
 }
 
 /// The statements a turn runs.
@@ -121,7 +125,7 @@ impl Hot {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             }
             Hot::CountNewContent => "INSERT INTO decision_refs (id, refs) VALUES (?1, 1)",
-            Hot::CountContent => "UPDATE decision_refs SET refs = refs + 1 WHERE id = ?1",
+            Hot::CountContent => "UPDATE decision_refs SET refs = refs + ?2 WHERE id = ?1",
             Hot::InsertDecision => {
                 "INSERT INTO decisions (answer_id, conversation_id, message_seq, content_id, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)"
@@ -146,7 +150,41 @@ impl<'c> WriterConnection<'c> {
             conn,
             hot: Default::default(),
             last_decided_at: None,
+            named: Vec::new(),
         }
+    }
+
+    /// Adds the decisions of the open group that named a stored content to
+    /// that content's count: one statement per content rather than one per
+    /// decision (most of a group's decisions name a few popular contents).
+    /// Runs before the group commits and before any other job, since only
+    /// those may delete decisions, whose trigger needs the counts true. A
+    /// count not found fails the group: the writer only names a content it
+    /// remembers storing, and forgets them all when one may be deleted.
+    fn count_named(&mut self) -> Result<(), StoreError> {
+        if self.named.is_empty() {
+            return Ok(());
+        }
+        let mut named = std::mem::take(&mut self.named);
+        named.sort_unstable();
+        let result = named
+            .chunk_by(|a, b| a == b)
+            .try_for_each(|same| -> Result<(), StoreError> {
+                let id = same[0];
+                if self
+                    .hot(Hot::CountContent)?
+                    .execute((id, same.len() as i64))?
+                    != 1
+                {
+                    return Err(StoreError::Schema(format!(
+                        "decision content {id} is named but not counted"
+                    )));
+                }
+                Ok(())
+            });
+        named.clear();
+        self.named = named;
+        result
     }
 
     /// The time to store with a decision made `now`: never before the last
@@ -403,7 +441,13 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(move |w| (in_savepoint(w.conn, f), false)).await
+        self.submit(move |w| match w.count_named() {
+            // The counts belong to turns before this job: failing to write
+            // them fails the whole group.
+            Err(e) => (Err(e), true),
+            Ok(()) => (in_savepoint(w.conn, f), false),
+        })
+        .await
     }
 
     /// Like [`Store::run`], without the savepoint that isolates a failing job
@@ -1200,9 +1244,13 @@ fn writer(
             Err("a write failed half-way; its batch was rolled back".to_string())
         } else {
             begun
-                .and_then(|()| conn.execute_batch("COMMIT"))
+                .map_err(StoreError::from)
+                .and_then(|()| w.count_named())
+                .and_then(|()| Ok(conn.execute_batch("COMMIT")?))
                 .map_err(|e| e.to_string())
         };
+        // Counts of a group rolled back are gone with it.
+        w.named.clear();
         if let Err(e) = &commit {
             tracing::error!(error = %e, jobs = completions.len(), "commit failed; nothing in this batch is acknowledged");
             let _ = conn.execute_batch("ROLLBACK");
@@ -1368,18 +1416,18 @@ fn store_turn(
             link_last(c, &t.conversation_id, prev)?;
         }
         // A remembered decision's content is most likely stored already
-        // (migration 10). Counted here, it is not deleted while the
-        // writer remembers it (deleting a conversation forgets them all).
+        // (migration 10). Counted with the group's other decisions naming
+        // it, it is not deleted while the writer remembers it (deleting a
+        // conversation forgets them all).
         // Only a content whose explanation is shared (held by the engine's
         // decision cache) can come again, so only such a one is counted
         // and remembered when it is first stored: a text the engine decides
         // afresh costs no count and no memory.
-        let stored = match known::content(r) {
-            Some(id) => (w.hot(Hot::CountContent)?.execute([id])? == 1).then_some(id),
-            None => None,
-        };
-        let content_id = match stored {
-            Some(id) => id,
+        let content_id = match known::content(r) {
+            Some(id) => {
+                w.named.push(id);
+                id
+            }
             None => {
                 w.hot(Hot::InsertContent)?.execute(rusqlite::params![
                     r.kind.as_str(),
@@ -1749,6 +1797,81 @@ mod tests {
             1
         );
         assert!(store.forget("c4".into()).await.unwrap());
+        assert_eq!(
+            scalar(
+                &store,
+                "SELECT (SELECT COUNT(*) FROM decision_contents) + (SELECT COUNT(*) FROM decision_refs)"
+            )
+            .await,
+            0
+        );
+        drop(store);
+        guard.join();
+    }
+
+    /// Decisions of one group naming a stored content are counted together,
+    /// before a job in the same group deletes one: forgetting the
+    /// conversation that first stored it, between turns naming it, keeps it
+    /// for them with the right count.
+    #[tokio::test]
+    async fn a_group_counts_its_decisions_before_a_deletion_in_it() {
+        let (_dir, store, guard) = open_with(&["c0", "c1", "c2", "c3"]).await;
+        let shared = bulky_explanation();
+        let with = |conv: &str, id: &str| {
+            let mut t = turn(conv, id, "hello");
+            t.reply.as_mut().unwrap().explanation = shared.clone();
+            t
+        };
+        store.store_turn(with("c0", "z1")).await.unwrap();
+        // Holds the writer, so that what follows is queued for one group.
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let hold = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .run(move |_| {
+                        held_tx.send(()).unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || held_rx.recv().unwrap())
+            .await
+            .unwrap();
+        let (a, b, forgot, c) = tokio::join!(
+            store.store_turn(with("c1", "m1")),
+            store.store_turn(with("c2", "n1")),
+            store.forget("c0".into()),
+            store.store_turn(with("c3", "o1")),
+        );
+        hold.await.unwrap().unwrap();
+        for stored in [a, b, c] {
+            assert!(matches!(stored.unwrap(), TurnOutcome::Stored));
+        }
+        assert!(forgot.unwrap());
+        // Every count is the number of decisions naming its content, and
+        // every decision's content is there: c1's and c2's decisions name
+        // the content c0's stored (counted before c0 went), c3's one of its
+        // own (the deletion made the writer forget the stored contents).
+        let miscounted = "SELECT COUNT(*) FROM decision_refs r
+                          WHERE r.refs != (SELECT COUNT(*) FROM decisions d WHERE d.content_id = r.id)";
+        let dangling =
+            "SELECT COUNT(*) FROM decisions d LEFT JOIN decision_contents k ON k.id = d.content_id
+             WHERE k.id IS NULL";
+        let refs = "SELECT refs FROM decision_refs
+                    WHERE id = (SELECT content_id FROM decisions WHERE answer_id = 'a-m1')";
+        assert_eq!(scalar(&store, miscounted).await, 0);
+        assert_eq!(scalar(&store, dangling).await, 0);
+        assert_eq!(scalar(&store, refs).await, 2);
+        assert_eq!(
+            scalar(&store, "SELECT COUNT(*) FROM decision_contents").await,
+            2
+        );
+        for conv in ["c1", "c2", "c3"] {
+            assert!(store.forget(conv.into()).await.unwrap());
+        }
         assert_eq!(
             scalar(
                 &store,
