@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::response::Response;
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
-use tracing::Instrument;
 
 use super::App;
 use crate::analytics::Rejection;
@@ -39,7 +38,7 @@ pub(super) async fn upgrade(
     let arrivals = peer.clone();
     app.accept(ws, &headers, peer, |socket, app| {
         let id = NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        run(socket, app, id, arrivals).instrument(tracing::info_span!("visitor", conn = id))
+        run(socket, app, id, arrivals)
     })
 }
 
@@ -148,6 +147,8 @@ impl RateLimit {
 
 struct Session {
     app: App,
+    /// The span of the session's log events.
+    span: tracing::Span,
     conn: u64,
     /// Frames to send once the current frame or event is handled; at most
     /// `limits.outbound_queue` while the client is not reading.
@@ -188,8 +189,14 @@ async fn run(mut socket: WebSocket, app: App, conn: u64, arrivals: super::guard:
     );
     let mut shutdown = app.inner.shutdown.clone();
     let (events, mut events_rx) = mpsc::channel::<VisitorEvent>(64);
+    // The session's events name it as their parent instead of the task
+    // entering the span on every poll (`Instrument`), which costs the
+    // subscriber's bookkeeping twice a wake-up: 2% of the core under load
+    // (docs/benchmarks.md, twenty-first round).
+    let span = tracing::info_span!("visitor", conn);
     let mut session = Session {
         app,
+        span: span.clone(),
         conn,
         out: Vec::new(),
         events,
@@ -200,7 +207,7 @@ async fn run(mut socket: WebSocket, app: App, conn: u64, arrivals: super::guard:
         replying: None,
     };
     session.app.metrics().connection(false, 1);
-    tracing::debug!("connected");
+    tracing::debug!(parent: &span, "connected");
     // One timer for the whole session: a frame only notes when it came, and
     // the timer, when it fires, checks whether the client has been quiet for
     // the whole of `idle` or moves on to the new deadline.
@@ -228,7 +235,7 @@ async fn run(mut socket: WebSocket, app: App, conn: u64, arrivals: super::guard:
                     match next {
                         None | Some(Ok(Message::Close(_))) => break,
                         Some(Err(e)) => {
-                            tracing::debug!(error = %e, "websocket error");
+                            tracing::debug!(parent: &span, error = %e, "websocket error");
                             break;
                         }
                         Some(Ok(Message::Text(_) | Message::Binary(_))) if !limit.allow() => {
@@ -254,14 +261,14 @@ async fn run(mut socket: WebSocket, app: App, conn: u64, arrivals: super::guard:
     }
     if session.too_slow {
         session.app.metrics().rejected(Rejection::TooSlow);
-        tracing::info!("client not reading; closing");
+        tracing::info!(parent: &span, "client not reading; closing");
     }
     session.app.metrics().connection(false, -1);
     drop(session);
     // Completes the closing handshake when the client closed, or sends what a
     // close left unsent; a client that does not read is not waited for long.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close()).await;
-    tracing::debug!("disconnected");
+    tracing::debug!(parent: &span, "disconnected");
 }
 
 /// How long an ending session waits to send its last frames.
@@ -383,7 +390,7 @@ impl Session {
         let frame = match protocol::decode(text, max) {
             Ok(f) => f,
             Err(e) => {
-                tracing::debug!(code = e.code, "bad frame");
+                tracing::debug!(parent: &self.span, code = e.code, "bad frame");
                 self.send(e.frame());
                 return;
             }
@@ -448,7 +455,7 @@ impl Session {
             ClientFrame::Rating { score } => {
                 let id = conv.id.clone();
                 if let Err(e) = self.app.store().store_rating(id, score).await {
-                    tracing::warn!(error = %e, "rating not stored");
+                    tracing::warn!(parent: &self.span, error = %e, "rating not stored");
                     self.error(codes::STORE_UNAVAILABLE, "rating not stored; try again");
                 }
             }
@@ -467,7 +474,7 @@ impl Session {
                     let hours = self.app.config().conversations.reopen_window_hours as i64;
                     let since = crate::store::now_ms() - hours * 3_600_000;
                     if let Ok(true) = store.reopen(id.clone(), since).await {
-                        tracing::debug!(conversation = %id, "reopened");
+                        tracing::debug!(parent: &self.span, conversation = %id, "reopened");
                         loaded = store.load_conversation(id).await;
                     }
                 }
@@ -476,7 +483,7 @@ impl Session {
                 Ok(Some(c))
                     if c.state != "closed" && same_secret(&hash_token(&token), &c.resume_hash) =>
                 {
-                    tracing::debug!(conversation = %c.id, "resumed");
+                    tracing::debug!(parent: &self.span, conversation = %c.id, "resumed");
                     let state = c.state.clone();
                     self.attach(Conversation {
                         id: c.id.clone(),
@@ -496,9 +503,9 @@ impl Session {
                     }
                     return;
                 }
-                Ok(_) => tracing::debug!("resume refused; starting a new conversation"),
+                Ok(_) => tracing::debug!(parent: &self.span, "resume refused; starting a new conversation"),
                 Err(e) => {
-                    tracing::warn!(error = %e, "resume failed");
+                    tracing::warn!(parent: &self.span, error = %e, "resume failed");
                     self.error(
                         codes::STORE_UNAVAILABLE,
                         "conversation could not be loaded; try again",
@@ -514,7 +521,7 @@ impl Session {
             .await
         {
             Ok(()) => {
-                tracing::debug!(conversation = %id, "new conversation");
+                tracing::debug!(parent: &self.span, conversation = %id, "new conversation");
                 self.attach(Conversation {
                     id: id.clone(),
                     state: "bot".into(),
@@ -530,7 +537,7 @@ impl Session {
                 });
             }
             Err(e) => {
-                tracing::warn!(error = %e, "conversation not created");
+                tracing::warn!(parent: &self.span, error = %e, "conversation not created");
                 self.error(
                     codes::STORE_UNAVAILABLE,
                     "conversation could not be started; try again",
@@ -585,7 +592,7 @@ impl Session {
         let (decided, remembered) =
             engine::decide_remembered(&content, &conv.ctx, &text, &self.app.config().engine);
         self.app.metrics().decision_remembered(remembered);
-        tracing::trace!(text = %decided.decision.redacted, "visitor message");
+        tracing::trace!(parent: &self.span, text = %decided.decision.redacted, "visitor message");
         let redacted = decided.decision.redacted.clone();
         self.apply(Some((id, redacted)), decided, started).await;
     }
@@ -703,7 +710,7 @@ impl Session {
             .await
         {
             Ok(ticket) => {
-                tracing::info!(ticket = %ticket.ticket_id, "offline message stored");
+                tracing::info!(parent: &self.span, ticket = %ticket.ticket_id, "offline message stored");
                 // The agents hear of it before the visitor does, so an
                 // agent who signs in after the visitor saw the ticket finds
                 // it in the console's first list and gets no older one.
@@ -813,7 +820,7 @@ impl Session {
                     }
                     self.send(ServerFrame::Ack { id });
                 }
-                tracing::debug!(kind = d.kind.as_str(), rule = %d.explanation.rule, "reply");
+                tracing::debug!(parent: &self.span, kind = d.kind.as_str(), rule = %d.explanation.rule, "reply");
                 self.replying = Some(self.arrived);
                 if as_decided {
                     self.send_json(crate::protocol::reply_frame(&answer_id, &reply_members));
@@ -826,6 +833,7 @@ impl Session {
                         quick_replies: Vec::new(),
                     });
                 }
+                let span = &self.span;
                 let conv = self.conversation.as_mut().expect("checked by caller");
                 conv.ctx = d.next.clone();
                 if touches {
@@ -833,11 +841,11 @@ impl Session {
                 }
                 if queues {
                     conv.state = "queued".into();
-                    tracing::info!(conversation = %conv.id, reason = d.escalation.map(|r| r.as_str()), "escalated");
+                    tracing::info!(parent: span, conversation = %conv.id, reason = d.escalation.map(|r| r.as_str()), "escalated");
                     // The queue broadcast tells this visitor its position.
                     self.app.inner.hub.queue_changed();
                 } else if escalates {
-                    tracing::info!(conversation = %conv.id, reason = d.escalation.map(|r| r.as_str()), "escalation offered an offline message");
+                    tracing::info!(parent: span, conversation = %conv.id, reason = d.escalation.map(|r| r.as_str()), "escalation offered an offline message");
                 }
                 if let Some((reason, message)) = offline {
                     self.offline = Some(reason);
@@ -870,7 +878,7 @@ impl Session {
     }
 
     fn not_stored(&mut self, e: crate::store::StoreError) {
-        tracing::warn!(error = %e, "not stored");
+        tracing::warn!(parent: &self.span, error = %e, "not stored");
         self.error(codes::STORE_UNAVAILABLE, "not stored; please send it again");
     }
 }
