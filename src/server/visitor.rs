@@ -503,7 +503,9 @@ impl Session {
                     }
                     return;
                 }
-                Ok(_) => tracing::debug!(parent: &self.span, "resume refused; starting a new conversation"),
+                Ok(_) => {
+                    tracing::debug!(parent: &self.span, "resume refused; starting a new conversation")
+                }
                 Err(e) => {
                     tracing::warn!(parent: &self.span, error = %e, "resume failed");
                     self.error(

@@ -1584,6 +1584,23 @@ mod tests {
         packed.into()
     }
 
+    /// A turn whose decision has `explanation`, as a remembered decision's
+    /// turns share theirs.
+    fn turn_sharing(explanation: &std::sync::Arc<[u8]>, conv: &str, id: &str) -> Turn {
+        let mut t = turn(conv, id, "hello");
+        t.reply.as_mut().unwrap().explanation = explanation.clone();
+        t
+    }
+
+    /// Decisions whose content is gone.
+    const DANGLING: &str =
+        "SELECT COUNT(*) FROM decisions d LEFT JOIN decision_contents k ON k.id = d.content_id
+         WHERE k.id IS NULL";
+
+    /// Contents and their counts, left.
+    const CONTENTS_AND_COUNTS: &str =
+        "SELECT (SELECT COUNT(*) FROM decision_contents) + (SELECT COUNT(*) FROM decision_refs)";
+
     /// The one integer a query returns.
     async fn scalar(store: &Store, sql: &'static str) -> i64 {
         store
@@ -1705,11 +1722,7 @@ mod tests {
     async fn a_decisions_content_is_stored_once_while_decisions_name_it() {
         let (dir, store, guard) = open_with(&["c1", "c2", "c3", "c4"]).await;
         let shared = bulky_explanation();
-        let with = |conv: &str, id: &str| {
-            let mut t = turn(conv, id, "hello");
-            t.reply.as_mut().unwrap().explanation = shared.clone();
-            t
-        };
+        let with = |conv: &str, id: &str| turn_sharing(&shared, conv, id);
         for (conv, id) in [("c1", "m1"), ("c2", "n1"), ("c1", "m2")] {
             store.store_turn(with(conv, id)).await.unwrap();
         }
@@ -1744,9 +1757,6 @@ mod tests {
         let contents = "SELECT COUNT(*) FROM decision_contents";
         let shared_refs = "SELECT refs FROM decision_refs
                            WHERE id = (SELECT content_id FROM decisions WHERE answer_id = 'a-n1')";
-        let dangling =
-            "SELECT COUNT(*) FROM decisions d LEFT JOIN decision_contents k ON k.id = d.content_id
-                        WHERE k.id IS NULL";
         assert_eq!(scalar(&store, contents).await, 3);
         assert_eq!(scalar(&store, shared_refs).await, 3);
         let quick = |conv: &'static str| {
@@ -1775,7 +1785,7 @@ mod tests {
         // Needed again, it is stored again.
         store.store_turn(with("c3", "o2")).await.unwrap();
         assert_eq!(scalar(&store, contents).await, 2);
-        assert_eq!(scalar(&store, dangling).await, 0);
+        assert_eq!(scalar(&store, DANGLING).await, 0);
 
         // Deleted by another process, too.
         let other = Connection::open(dir.path().join("frontdesk.db")).unwrap();
@@ -1785,7 +1795,7 @@ mod tests {
         assert_eq!(scalar(&store, contents).await, 0);
         store.store_turn(with("c4", "p1")).await.unwrap();
         assert_eq!(scalar(&store, contents).await, 1);
-        assert_eq!(scalar(&store, dangling).await, 0);
+        assert_eq!(scalar(&store, DANGLING).await, 0);
         assert_eq!(quick("c4").await, (Some(Kind::Answer), 0));
 
         // A decision made afresh (its explanation held by nothing else)
@@ -1797,14 +1807,7 @@ mod tests {
             1
         );
         assert!(store.forget("c4".into()).await.unwrap());
-        assert_eq!(
-            scalar(
-                &store,
-                "SELECT (SELECT COUNT(*) FROM decision_contents) + (SELECT COUNT(*) FROM decision_refs)"
-            )
-            .await,
-            0
-        );
+        assert_eq!(scalar(&store, CONTENTS_AND_COUNTS).await, 0);
         drop(store);
         guard.join();
     }
@@ -1817,11 +1820,7 @@ mod tests {
     async fn a_group_counts_its_decisions_before_a_deletion_in_it() {
         let (_dir, store, guard) = open_with(&["c0", "c1", "c2", "c3"]).await;
         let shared = bulky_explanation();
-        let with = |conv: &str, id: &str| {
-            let mut t = turn(conv, id, "hello");
-            t.reply.as_mut().unwrap().explanation = shared.clone();
-            t
-        };
+        let with = |conv: &str, id: &str| turn_sharing(&shared, conv, id);
         store.store_turn(with("c0", "z1")).await.unwrap();
         // Holds the writer, so that what follows is queued for one group.
         let (held_tx, held_rx) = std::sync::mpsc::channel();
@@ -1857,13 +1856,10 @@ mod tests {
         // own (the deletion made the writer forget the stored contents).
         let miscounted = "SELECT COUNT(*) FROM decision_refs r
                           WHERE r.refs != (SELECT COUNT(*) FROM decisions d WHERE d.content_id = r.id)";
-        let dangling =
-            "SELECT COUNT(*) FROM decisions d LEFT JOIN decision_contents k ON k.id = d.content_id
-             WHERE k.id IS NULL";
         let refs = "SELECT refs FROM decision_refs
                     WHERE id = (SELECT content_id FROM decisions WHERE answer_id = 'a-m1')";
         assert_eq!(scalar(&store, miscounted).await, 0);
-        assert_eq!(scalar(&store, dangling).await, 0);
+        assert_eq!(scalar(&store, DANGLING).await, 0);
         assert_eq!(scalar(&store, refs).await, 2);
         assert_eq!(
             scalar(&store, "SELECT COUNT(*) FROM decision_contents").await,
@@ -1872,14 +1868,7 @@ mod tests {
         for conv in ["c1", "c2", "c3"] {
             assert!(store.forget(conv.into()).await.unwrap());
         }
-        assert_eq!(
-            scalar(
-                &store,
-                "SELECT (SELECT COUNT(*) FROM decision_contents) + (SELECT COUNT(*) FROM decision_refs)"
-            )
-            .await,
-            0
-        );
+        assert_eq!(scalar(&store, CONTENTS_AND_COUNTS).await, 0);
         drop(store);
         guard.join();
     }
