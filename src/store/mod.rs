@@ -1243,9 +1243,13 @@ fn writer(
         let commit = if torn {
             Err("a write failed half-way; its batch was rolled back".to_string())
         } else {
+            // Counted even when the group has no transaction (BEGIN failed,
+            // so each statement committed on its own): the counts then
+            // match the decisions that were stored all the same.
+            let counted = w.count_named();
             begun
                 .map_err(StoreError::from)
-                .and_then(|()| w.count_named())
+                .and(counted)
                 .and_then(|()| Ok(conn.execute_batch("COMMIT")?))
                 .map_err(|e| e.to_string())
         };
